@@ -1,0 +1,86 @@
+"""Plain events that the engine emits.
+
+Every event carries its channel (0 or 1: the separator's output) and times in
+seconds of audio since the start of the stream. Consumers (the transcript
+builder, the GUI, the command line) only ever see these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transcriber.transcript.model import Word
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    """``<sot>``: a speaker turn opens."""
+
+    turn_id: int
+    channel: int
+    speaker: str
+    start: float
+
+
+@dataclass(frozen=True)
+class PartialText:
+    """The current, not yet final hypothesis after the committed words."""
+
+    turn_id: int
+    channel: int
+    text: str
+    audio_time: float  # how far into the stream the hypothesis has heard
+
+
+@dataclass(frozen=True)
+class WordsCommitted:
+    """Words that are final; they are appended to the turn."""
+
+    turn_id: int
+    channel: int
+    words: tuple[Word, ...]
+    audio_time: float  # stream position when the commit was made
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """``<eot>``: the turn closes."""
+
+    turn_id: int
+    channel: int
+    speaker: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class SpeakerRelabelled:
+    """A later decision (e.g. the end-of-stream refinement) changed a turn's speaker."""
+
+    turn_id: int
+    channel: int
+    old_speaker: str
+    new_speaker: str
+
+
+@dataclass(frozen=True)
+class CostSample:
+    """What recognition cost for one stretch of audio.
+
+    ``stage_seconds`` is wall time per stage (``vad``, ``embedding``,
+    ``encoder``, ``decoder``...), ``stage_flops`` estimated floating point
+    operations per stage; both for the audio between ``audio_start`` and
+    ``audio_end``. ``backlog`` is audio received but not yet recognised.
+    ``encoder_blocks_run`` is the fraction of encoder sub-blocks evaluated.
+    """
+
+    channel: int
+    audio_start: float
+    audio_end: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_flops: dict[str, float] = field(default_factory=dict)
+    backlog: float = 0.0
+    encoder_blocks_run: float = 1.0
+
+
+Event = TurnStarted | PartialText | WordsCommitted | TurnEnded | SpeakerRelabelled | CostSample

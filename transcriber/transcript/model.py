@@ -1,0 +1,132 @@
+"""The transcript: speaker turns with timed words.
+
+Times are seconds of audio (floats) from the start of the recording. Speaker
+ids (``"S1"``, ``"S2"``...) are what the engine assigns; display names are kept
+apart in ``Transcript.speaker_names`` so that renaming a speaker never rewrites
+the turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Word:
+    text: str  # without surrounding spaces; punctuation stays attached
+    start: float
+    end: float
+    confidence: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Word:
+        return cls(
+            text=str(data["text"]),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            confidence=float(data.get("confidence", 1.0)),
+        )
+
+
+@dataclass
+class Turn:
+    turn_id: int
+    speaker: str
+    channel: int
+    start: float
+    end: float
+    words: list[Word] = field(default_factory=list)
+    edited_text: str | None = None  # set when a person corrected the text
+
+    @property
+    def text(self) -> str:
+        if self.edited_text is not None:
+            return self.edited_text
+        return " ".join(word.text for word in self.words)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turn_id": self.turn_id,
+            "speaker": self.speaker,
+            "channel": self.channel,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "edited_text": self.edited_text,
+            "words": [word.to_dict() for word in self.words],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        return cls(
+            turn_id=int(data["turn_id"]),
+            speaker=str(data["speaker"]),
+            channel=int(data.get("channel", 0)),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            words=[Word.from_dict(w) for w in data.get("words", [])],
+            edited_text=data.get("edited_text"),
+        )
+
+
+@dataclass
+class Transcript:
+    turns: list[Turn] = field(default_factory=list)
+    speaker_names: dict[str, str] = field(default_factory=dict)  # speaker id -> display name
+    audio_path: str | None = None
+    duration: float = 0.0  # seconds of audio
+    cost_summary: dict[str, Any] = field(default_factory=dict)
+
+    def display_name(self, speaker: str) -> str:
+        return self.speaker_names.get(speaker, speaker)
+
+    @property
+    def speakers(self) -> list[str]:
+        """Speaker ids in order of first appearance."""
+        seen: dict[str, None] = {}
+        for turn in self.sorted_turns():
+            seen.setdefault(turn.speaker, None)
+        return list(seen)
+
+    def sorted_turns(self) -> list[Turn]:
+        return sorted(self.turns, key=lambda t: (t.start, t.channel, t.turn_id))
+
+    def turn(self, turn_id: int) -> Turn:
+        for turn in self.turns:
+            if turn.turn_id == turn_id:
+                return turn
+        raise KeyError(turn_id)
+
+    def rename_speaker(self, speaker: str, name: str) -> None:
+        self.speaker_names[speaker] = name
+
+    def merge_speakers(self, keep: str, absorb: str) -> None:
+        """Reassign every turn of ``absorb`` to ``keep``."""
+        for turn in self.turns:
+            if turn.speaker == absorb:
+                turn.speaker = keep
+        self.speaker_names.pop(absorb, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "audio_path": self.audio_path,
+            "duration": self.duration,
+            "speaker_names": dict(self.speaker_names),
+            "speakers": self.speakers,
+            "turns": [turn.to_dict() for turn in self.sorted_turns()],
+            "cost_summary": dict(self.cost_summary),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        return cls(
+            turns=[Turn.from_dict(t) for t in data.get("turns", [])],
+            speaker_names=dict(data.get("speaker_names", {})),
+            audio_path=data.get("audio_path"),
+            duration=float(data.get("duration", 0.0)),
+            cost_summary=dict(data.get("cost_summary", {})),
+        )
