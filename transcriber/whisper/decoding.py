@@ -1,0 +1,259 @@
+"""Greedy Whisper decoding over a short audio window, with word timestamps.
+
+The window is encoded with a short audio context (its own length plus about a
+second of silence: without that padding, short contexts fall into repetition
+loops), decoded greedily with guards against loops and against text invented
+on silence, then aligned word by word with the cross-attention of the
+alignment heads and dynamic time warping, as openai-whisper's ``timing.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transcriber.whisper.audio_features import ENCODER_POSITIONS_PER_SECOND, SAMPLE_RATE, log_mel_spectrogram
+from transcriber.whisper.model import Whisper
+from transcriber.whisper.tokenizer import WhisperTokenizer
+
+PUNCTUATION = set("\"'“¿([{-.。,，!！?？:：”)]}、")
+
+
+@dataclass
+class TimedWord:
+    text: str
+    start: float  # seconds from the start of the window
+    end: float
+    probability: float
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class WindowResult:
+    tokens: list[int]
+    words: list[TimedWord]
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    encoder_seconds: float = 0.0
+    decoder_seconds: float = 0.0
+    encoder_flops: float = 0.0
+    decoder_flops: float = 0.0
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def _repeats_tail(tokens: list[int], max_ngram: int = 12, min_repeats: int = 3) -> int:
+    """Length to cut when the tail is one n-gram repeated ``min_repeats`` times, else 0."""
+    for n in range(1, max_ngram + 1):
+        span = n * min_repeats
+        if len(tokens) < span:
+            break
+        tail = tokens[-n:]
+        if all(tokens[-(k + 1) * n : len(tokens) - k * n] == tail for k in range(min_repeats)):
+            return n * (min_repeats - 1)
+    return 0
+
+
+def _dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Monotonic alignment path through ``cost`` (tokens x frames), row by row.
+
+    Within a row the left-move recurrence is a running minimum of
+    (diagonal-or-up cost - prefix sum), which numpy computes without a Python
+    loop over frames.
+    """
+    n_rows, n_cols = cost.shape
+    acc = np.full((n_rows + 1, n_cols + 1), np.inf)
+    acc[0, 0] = 0.0
+    trace = np.zeros((n_rows + 1, n_cols + 1), dtype=np.int8)  # 0 diagonal, 1 up, 2 left
+    for i in range(1, n_rows + 1):
+        diag = acc[i - 1, :-1]
+        up = acc[i - 1, 1:]
+        from_above = np.minimum(diag, up) + cost[i - 1]
+        prefix = np.concatenate([[0.0], np.cumsum(cost[i - 1])])
+        # best over k <= j of from_above[k] + sum(cost[k+1..j])
+        running = np.minimum.accumulate(from_above - prefix[1:]) + prefix[1:]
+        acc[i, 1:] = running
+        trace[i, 1:] = np.where(running < from_above, 2, np.where(diag <= up, 0, 1))
+    i, j = n_rows, n_cols
+    text_idx, time_idx = [], []
+    while i > 0 and j > 0:
+        text_idx.append(i - 1)
+        time_idx.append(j - 1)
+        move = trace[i, j]
+        if move == 0:
+            i, j = i - 1, j - 1
+        elif move == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.array(text_idx[::-1]), np.array(time_idx[::-1])
+
+
+def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    padded = F.pad(x, (pad, pad), mode="reflect")
+    return padded.unfold(-1, width, 1).median(dim=-1).values
+
+
+class WhisperRecognizer:
+    """Encodes and decodes one audio window at a time; holds no stream state."""
+
+    def __init__(
+        self,
+        model: Whisper,
+        tokenizer: WhisperTokenizer,
+        suppress_ids: list[int],
+        suppress_at_begin: list[int],
+        pad_seconds: float = 1.0,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pad_seconds = pad_seconds
+        vocab = model.dims.n_vocab
+        suppress = set(suppress_ids)
+        # every special token but end-of-text: timestamps, languages, task tokens...
+        suppress.update(range(tokenizer.eot + 1, vocab))
+        self.suppress_mask = torch.zeros(vocab, dtype=torch.bool)
+        self.suppress_mask[[t for t in suppress if t < vocab]] = True
+        self.suppress_begin = [t for t in suppress_at_begin if t < vocab]
+
+    # -- cost estimates (multiply-adds x 2) ---------------------------------------------------
+    def encoder_flops(self, positions: int) -> float:
+        d, layers = self.model.dims.n_audio_state, self.model.dims.n_audio_layer
+        n_mels = self.model.dims.n_mels
+        convs = 2 * positions * (n_mels * 3 * d + d * 3 * d)
+        per_layer = 2 * positions * (12 * d * d + 2 * positions * d)
+        return float(convs + layers * per_layer)
+
+    def decoder_flops(self, n_tokens: int, positions: int) -> float:
+        d, layers, vocab = self.model.dims.n_text_state, self.model.dims.n_text_layer, self.model.dims.n_vocab
+        cross_kv = 2 * layers * positions * 2 * d * d
+        per_token = 2 * (layers * (14 * d * d + 2 * positions * d) + d * vocab)
+        return float(cross_kv + n_tokens * per_token)
+
+    # -- the work ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, audio: np.ndarray) -> torch.Tensor:
+        padded = np.concatenate([audio, np.zeros(int(self.pad_seconds * SAMPLE_RATE), dtype=np.float32)])
+        mel = log_mel_spectrogram(padded, self.model.dims.n_mels)
+        frames = min(mel.shape[-1] - mel.shape[-1] % 2, 2 * self.model.dims.n_audio_ctx)
+        return self.model.encoder(mel[None, :, :frames])
+
+    @torch.inference_mode()
+    def transcribe(self, audio: np.ndarray, prompt: list[int] | None = None, with_words: bool = True) -> WindowResult:
+        started = time.perf_counter()
+        features = self.encode(audio)
+        encoded = time.perf_counter()
+        positions = features.shape[1]
+        result = self._greedy(features, prompt or [], audio_seconds=len(audio) / SAMPLE_RATE)
+        if with_words and result.tokens:
+            result.words = self._align(features, result.tokens, len(audio) / SAMPLE_RATE)
+        finished = time.perf_counter()
+        result.encoder_seconds = encoded - started
+        result.decoder_seconds = finished - encoded
+        result.encoder_flops = self.encoder_flops(positions)
+        # greedy steps plus one alignment pass over all tokens
+        result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 4, positions)
+        return result
+
+    def _greedy(self, features: torch.Tensor, prompt: list[int], audio_seconds: float) -> WindowResult:
+        tok = self.tokenizer
+        context = ([tok.sot_prev, *prompt[-(self.model.dims.n_text_ctx // 2 - 1) :]] if prompt else []) + [
+            *tok.sot_sequence,
+            tok.no_timestamps,
+        ]
+        sot_index = len(context) - len(tok.sot_sequence) - 1
+        # about 3 tokens a second is typical speech: allow 3x that before calling it a loop
+        max_tokens = min(int(10 + 9 * audio_seconds), self.model.dims.n_text_ctx - len(context) - 1)
+        cache = self.model.decoder.new_cache(features)
+        logits, _ = self.model.decoder(torch.tensor([context]), cache)
+        no_speech_prob = float(logits[0, sot_index].float().softmax(-1)[tok.no_speech])
+        logits = logits[0, -1]
+        tokens: list[int] = []
+        logprob_sum = 0.0
+        for step in range(max_tokens):
+            logits = logits.float().masked_fill(self.suppress_mask, -math.inf)
+            if step == 0:
+                logits[self.suppress_begin] = -math.inf
+            logprobs = logits.log_softmax(-1)
+            token = int(logprobs.argmax())
+            logprob_sum += float(logprobs[token])
+            if token == tok.eot:
+                break
+            tokens.append(token)
+            cut = _repeats_tail(tokens)
+            if cut:
+                tokens = tokens[:-cut]
+                break
+            logits, _ = self.model.decoder(torch.tensor([[token]]), cache)
+            logits = logits[0, -1]
+        text = tok.decode(tokens)
+        return WindowResult(
+            tokens=tokens,
+            words=[],
+            text=text,
+            avg_logprob=logprob_sum / (len(tokens) + 1),
+            no_speech_prob=no_speech_prob,
+            compression_ratio=compression_ratio(text),
+        )
+
+    def split_words(self, tokens: list[int]) -> list[list[int]]:
+        """Group tokens into words: a word starts at a token that begins with a space."""
+        words: list[list[int]] = []
+        pending: list[int] = []
+        for token in tokens:
+            pending.append(token)
+            piece = self.tokenizer.decode(pending)
+            if "\ufffd" in piece:  # a multi-byte character continues in the next token
+                continue
+            if not words or piece.startswith(" "):
+                words.append(pending)
+            else:
+                words[-1].extend(pending)
+            pending = []
+        if pending:
+            words.append(pending)
+        return words
+
+    def _align(self, features: torch.Tensor, tokens: list[int], audio_seconds: float) -> list[TimedWord]:
+        tok = self.tokenizer
+        prefix = [*tok.sot_sequence, tok.no_timestamps]
+        sequence = torch.tensor([[*prefix, *tokens, tok.eot]])
+        cache = self.model.decoder.new_cache(features)
+        logits, cross = self.model.decoder(sequence, cache, want_cross_weights=True)
+        token_probs = logits[0, len(prefix) - 1 : -1].float().softmax(-1)
+        probs = token_probs[torch.arange(len(tokens) + 1), torch.tensor([*tokens, tok.eot])]
+        n_frames = max(1, min(features.shape[1], round(audio_seconds * ENCODER_POSITIONS_PER_SECOND)))
+        weights = torch.stack([cross[layer][0, head] for layer, head in self.model.alignment_heads])
+        weights = weights[:, :, :n_frames].float()
+        weights = (weights - weights.mean(dim=-2, keepdim=True)) / (weights.std(dim=-2, keepdim=True) + 1e-8)
+        weights = _median_filter(weights, 7).mean(dim=0)
+        matrix = weights[len(prefix) : -1]  # text tokens only
+        text_idx, time_idx = _dtw(-matrix.numpy().astype(np.float64))
+        jumps = np.diff(np.concatenate([[-1], text_idx])) > 0
+        token_times = time_idx[jumps] / ENCODER_POSITIONS_PER_SECOND  # start time of each token
+        token_times = np.concatenate([token_times, [n_frames / ENCODER_POSITIONS_PER_SECOND]])
+        words: list[TimedWord] = []
+        index = 0
+        for word_tokens in self.split_words(tokens):
+            start = float(token_times[min(index, len(token_times) - 1)])
+            index += len(word_tokens)
+            end = float(token_times[min(index, len(token_times) - 1)])
+            probability = float(probs[index - len(word_tokens) : index].mean())
+            text = tok.decode(word_tokens).strip()
+            if text:
+                words.append(TimedWord(text, start, max(end, start), probability, word_tokens))
+        return words
