@@ -108,6 +108,16 @@ def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).median(dim=-1).values
 
 
+def _words_after_prefix(words: list[TimedWord], n_prefix_tokens: int) -> list[TimedWord]:
+    seen = 0
+    kept = []
+    for word in words:
+        if seen >= n_prefix_tokens:
+            kept.append(word)
+        seen += len(word.tokens)
+    return kept
+
+
 class WhisperRecognizer:
     """Encodes and decodes one audio window at a time; holds no stream state."""
 
@@ -153,14 +163,24 @@ class WhisperRecognizer:
         return self.model.encoder(mel[None, :, :frames])
 
     @torch.inference_mode()
-    def transcribe(self, audio: np.ndarray, prompt: list[int] | None = None, with_words: bool = True) -> WindowResult:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        prompt: list[int] | None = None,
+        prefix: list[int] | None = None,
+        with_words: bool = True,
+    ) -> WindowResult:
+        """Decode ``audio``; ``prompt`` is earlier text (context), ``prefix`` text the window
+        is known to start with (already committed): only what follows it is returned."""
         started = time.perf_counter()
+        prefix = prefix or []
         features = self.encode(audio)
         encoded = time.perf_counter()
         positions = features.shape[1]
-        result = self._greedy(features, prompt or [], audio_seconds=len(audio) / SAMPLE_RATE)
+        result = self._greedy(features, prompt or [], prefix, audio_seconds=len(audio) / SAMPLE_RATE)
         if with_words and result.tokens:
-            result.words = self._align(features, result.tokens, len(audio) / SAMPLE_RATE)
+            words = self._align(features, [*prefix, *result.tokens], len(audio) / SAMPLE_RATE)
+            result.words = [w for w in _words_after_prefix(words, len(prefix)) if w.text]
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
@@ -169,15 +189,17 @@ class WhisperRecognizer:
         result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 4, positions)
         return result
 
-    def _greedy(self, features: torch.Tensor, prompt: list[int], audio_seconds: float) -> WindowResult:
+    def _greedy(
+        self, features: torch.Tensor, prompt: list[int], prefix: list[int], audio_seconds: float
+    ) -> WindowResult:
         tok = self.tokenizer
-        context = ([tok.sot_prev, *prompt[-(self.model.dims.n_text_ctx // 2 - 1) :]] if prompt else []) + [
-            *tok.sot_sequence,
-            tok.no_timestamps,
-        ]
-        sot_index = len(context) - len(tok.sot_sequence) - 1
+        history = [tok.sot_prev, *prompt[-(self.model.dims.n_text_ctx // 2 - 1) :]] if prompt else []
+        context = [*history, *tok.sot_sequence, tok.no_timestamps, *prefix]
+        sot_index = len(history)
         # about 3 tokens a second is typical speech: allow 3x that before calling it a loop
-        max_tokens = min(int(10 + 9 * audio_seconds), self.model.dims.n_text_ctx - len(context) - 1)
+        max_tokens = min(
+            int(10 + 9 * audio_seconds) - len(prefix), self.model.dims.n_text_ctx - len(context) - 1
+        )
         cache = self.model.decoder.new_cache(features)
         logits, _ = self.model.decoder(torch.tensor([context]), cache)
         no_speech_prob = float(logits[0, sot_index].float().softmax(-1)[tok.no_speech])
@@ -186,7 +208,7 @@ class WhisperRecognizer:
         logprob_sum = 0.0
         for step in range(max_tokens):
             logits = logits.float().masked_fill(self.suppress_mask, -math.inf)
-            if step == 0:
+            if step == 0 and not prefix:
                 logits[self.suppress_begin] = -math.inf
             logprobs = logits.log_softmax(-1)
             token = int(logprobs.argmax())
@@ -253,7 +275,7 @@ class WhisperRecognizer:
             index += len(word_tokens)
             end = float(token_times[min(index, len(token_times) - 1)])
             probability = float(probs[index - len(word_tokens) : index].mean())
+            # empty words are kept so that token counts stay aligned; callers drop them
             text = tok.decode(word_tokens).strip()
-            if text:
-                words.append(TimedWord(text, start, max(end, start), probability, word_tokens))
+            words.append(TimedWord(text, start, max(end, start), probability, word_tokens))
         return words

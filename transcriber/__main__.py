@@ -1,0 +1,5 @@
+import sys
+
+from transcriber.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""The Python API: a streaming engine for live audio, a function for files.
+
+    from transcriber.api import transcribe_file
+    transcript = transcribe_file("meeting.m4a")
+    for turn in transcript.sorted_turns():
+        print(transcript.display_name(turn.speaker), turn.text)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from transcriber.audio.decode import AudioDecodeError, iter_blocks, probe
+from transcriber.engine.engine import EngineConfig, StreamingEngine
+from transcriber.engine.events import Event
+from transcriber.transcript.builder import TranscriptBuilder
+from transcriber.transcript.model import Transcript
+from transcriber.whisper.loading import DEFAULT_MODEL
+
+__all__ = [
+    "AudioDecodeError",
+    "EngineConfig",
+    "StreamingEngine",
+    "Transcript",
+    "transcribe_file",
+]
+
+ProgressCallback = Callable[[float, float | None], None]  # (seconds done, total seconds or None)
+
+
+def transcribe_file(
+    path: str | os.PathLike[str],
+    model: str = DEFAULT_MODEL,
+    speakers: int | None = None,
+    engine: StreamingEngine | None = None,
+    progress: ProgressCallback | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    block_seconds: float = 1.0,
+) -> Transcript:
+    """Transcribe one file through the streaming engine, as fast as the CPU allows.
+
+    Pass ``engine`` to reuse loaded models across files (it must be fresh: one
+    engine per stream); otherwise one is created from ``model`` and ``speakers``.
+    Raises AudioDecodeError for unreadable, empty or non-audio files.
+    """
+    info = probe(path)
+    if engine is None:
+        engine = StreamingEngine.create(model=model, speakers=speakers)
+    builder = TranscriptBuilder(Transcript(audio_path=str(path)))
+
+    def handle(events: list[Event]) -> None:
+        for event in events:
+            builder.apply(event)
+            if on_event is not None:
+                on_event(event)
+
+    for block in iter_blocks(path, block_seconds=block_seconds):
+        handle(engine.feed(block))
+        if progress is not None:
+            progress(engine.time, info.duration_seconds)
+    handle(engine.finish())
+    transcript = builder.transcript
+    transcript.duration = max(transcript.duration, engine.time)
+    return transcript

@@ -1,0 +1,181 @@
+"""Online speaker clustering of turn embeddings, with an end-of-stream refinement.
+
+Live: each turn's embedding goes to the most similar speaker centroid (running
+weighted mean of unit embeddings, weight = speech seconds) or opens a new speaker.
+At the end: agglomerative clustering with average linkage over all turns, whose
+clusters are renamed after the live ids they overlap most, so that turns the
+refinement does not move keep the speaker id the user already saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_THRESHOLD = 0.75
+"""Cosine similarity below which a turn opens a new speaker.
+
+TODO: measured numbers are filled in below.
+"""
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+class OnlineSpeakerClustering:
+    """Speaker ids "S1", "S2", ... in order of first appearance.
+
+    threshold: cosine similarity (to a centroid live; average pairwise at refine) at
+        or above which a turn joins a speaker.
+    max_speakers: never open more speakers than this (a turn then joins the nearest).
+    fixed_speakers: the known number of speakers: caps the live pass like
+        max_speakers and makes refine produce exactly this many (fewer only if there
+        are fewer turns).
+    """
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_speakers: int | None = None,
+        fixed_speakers: int | None = None,
+    ):
+        self.threshold = threshold
+        self.max_speakers = max_speakers
+        self.fixed_speakers = fixed_speakers
+        self._sums: list[np.ndarray] = []  # weighted sums of unit embeddings, one per speaker
+        self._weights: list[float] = []
+        self.labels: list[str] = []  # the live id of every assigned turn, in order
+
+    @property
+    def n_speakers(self) -> int:
+        return len(self._sums)
+
+    def _cap(self) -> int | None:
+        caps = [c for c in (self.max_speakers, self.fixed_speakers) if c is not None]
+        return min(caps) if caps else None
+
+    def similarities(self, embedding: np.ndarray) -> np.ndarray:
+        """Cosine similarity of one embedding to each speaker's centroid."""
+        if not self._sums:
+            return np.zeros(0)
+        return _unit(np.stack(self._sums)) @ _unit(embedding)
+
+    def assign(self, embedding: np.ndarray, weight: float = 1.0) -> str:
+        """The speaker of one turn; updates that speaker's centroid."""
+        x = _unit(embedding)
+        # A zero-length turn still counts a little, so that it can open a speaker.
+        weight = max(float(weight), 1e-3)
+        sims = self.similarities(x)
+        cap = self._cap()
+        opens = len(sims) == 0 or (sims.max() < self.threshold and (cap is None or len(sims) < cap))
+        if opens:
+            self._sums.append(weight * x)
+            self._weights.append(weight)
+            index = len(self._sums) - 1
+        else:
+            index = int(np.argmax(sims))
+            self._sums[index] = self._sums[index] + weight * x
+            self._weights[index] += weight
+        label = f"S{index + 1}"
+        self.labels.append(label)
+        return label
+
+    def refine(
+        self,
+        embeddings: Sequence[np.ndarray],
+        weights: Sequence[float],
+        labels: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Labels of all turns after agglomerative clustering (average linkage, cosine).
+
+        labels: the live ids of these turns, to keep; by default those that assign()
+        gave, when the turns are the ones it saw. Clusters are matched to live ids by
+        the largest overlap in weight; a cluster left unmatched gets a new id.
+        """
+        n = len(embeddings)
+        if n == 0:
+            return []
+        if labels is None and len(self.labels) == n:
+            labels = self.labels
+        clusters = agglomerate(
+            np.stack(embeddings), np.asarray(weights, dtype=np.float64), self.threshold, self.max_speakers, self.fixed_speakers
+        )
+        return _rename(clusters, np.asarray(weights, dtype=np.float64), labels)
+
+
+def agglomerate(
+    embeddings: np.ndarray,
+    weights: np.ndarray,
+    threshold: float,
+    max_speakers: int | None = None,
+    fixed_speakers: int | None = None,
+) -> np.ndarray:
+    """Cluster index (0..k-1, in order of first appearance) of each row.
+
+    Weighted average linkage: the distance of two clusters is the weight-averaged
+    cosine distance over all their pairs, so a long turn counts more than a cough.
+    Merging stops when the closest pair is further than 1 - threshold, unless a
+    speaker count (fixed, or a maximum that is exceeded) says otherwise. O(n^2) per
+    merge in numpy: fine for the few hundred turns of a meeting.
+    """
+    n = len(embeddings)
+    x = _unit(embeddings)
+    w = np.maximum(weights.astype(np.float64), 1e-3)
+    dist = 1.0 - x @ x.T
+    np.fill_diagonal(dist, np.inf)
+    owner = np.arange(n)  # the active cluster that each row belongs to
+    count = n
+    target = None if fixed_speakers is None else max(1, min(fixed_speakers, n))
+    while count > 1:
+        i, j = np.unravel_index(np.argmin(dist), dist.shape)
+        closest = dist[i, j]
+        if target is not None:
+            if count <= target:
+                break
+        elif closest > 1.0 - threshold and (max_speakers is None or count <= max_speakers):
+            break
+        # Lance-Williams update for (weighted) average linkage; j merges into i.
+        merged = (w[i] * dist[i] + w[j] * dist[j]) / (w[i] + w[j])
+        dist[i, :] = merged
+        dist[:, i] = merged
+        dist[i, i] = np.inf
+        dist[j, :] = np.inf
+        dist[:, j] = np.inf
+        w[i] += w[j]
+        owner[owner == j] = i
+        count -= 1
+    _, first, inverse = np.unique(owner, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # renumber clusters by first appearance
+    return order[inverse]
+
+
+def _rename(clusters: np.ndarray, weights: np.ndarray, labels: Sequence[str] | None) -> list[str]:
+    """Speaker ids for cluster indices, reusing the live ids they overlap most."""
+    k = int(clusters.max()) + 1
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    if labels is not None:
+        live = sorted(set(labels), key=lambda s: labels.index(s))
+        overlap = np.zeros((k, len(live)))
+        for c, label, weight in zip(clusters, labels, weights, strict=True):
+            overlap[c, live.index(label)] += max(weight, 1e-3)
+        # Greedy on the largest overlaps: exact for the few speakers of a meeting.
+        for flat in np.argsort(-overlap, axis=None):
+            c, s = np.unravel_index(flat, overlap.shape)
+            if overlap[c, s] <= 0:
+                break
+            if c not in names and live[s] not in used:
+                names[int(c)] = live[s]
+                used.add(live[s])
+    numbers = [int(s[1:]) for s in used if s[1:].isdigit()]
+    next_number = max(numbers, default=0) + 1
+    for c in range(k):  # clusters are numbered by first appearance, so new ids are too
+        if c not in names:
+            while f"S{next_number}" in used:
+                next_number += 1
+            names[c] = f"S{next_number}"
+            used.add(names[c])
+    return [names[int(c)] for c in clusters]

@@ -1,0 +1,300 @@
+"""The streaming engine: audio blocks in, speaker-attributed events out.
+
+One code path for live audio and files: blocks of 16 kHz mono float32 go to
+``feed`` in order, as they arrive; ``finish`` flushes the stream. The stages:
+
+* segmenter: webrtcvad opens a turn at speech onset and closes it after a
+  pause; the turn's first ``speaker_decision_seconds`` decide its speaker
+  (d-vector embedding + online clustering), and ``<sot>`` is emitted then;
+  ``<eot>`` when the pause closes it. At the end of the stream all turn
+  embeddings are clustered again and changed labels are emitted.
+* separator: routes speech to a channel. One speaker at a time for now, so
+  every turn goes to channel 0; events carry the channel so that a second
+  channel fits in without redesign.
+* transducer: streaming Whisper with LocalAgreement-2 on the turn's audio.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from transcriber.engine.clustering import DEFAULT_THRESHOLD, OnlineSpeakerClustering
+from transcriber.engine.events import (
+    CostSample,
+    Event,
+    PartialText,
+    SpeakerRelabelled,
+    TurnEnded,
+    TurnStarted,
+    WordsCommitted,
+)
+from transcriber.engine.speaker_encoder import SpeakerEncoder
+from transcriber.engine.transducer import StepCost, TransducerConfig, TurnTransducer
+from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
+from transcriber.transcript.model import Word
+from transcriber.whisper.decoding import TimedWord, WhisperRecognizer
+from transcriber.whisper.loading import DEFAULT_MODEL
+from transcriber.whisper.recognizer import load_recognizer
+
+SAMPLE_RATE = 16000
+CHANNEL = 0  # the single-speaker separator routes every turn here
+
+
+@dataclass
+class EngineConfig:
+    model: str = DEFAULT_MODEL
+    int8: bool = True
+    threads: int = 2
+    speakers: int | None = None  # a known number of speakers; None: found automatically
+    max_speakers: int = 8
+    speaker_threshold: float = DEFAULT_THRESHOLD
+    speaker_decision_seconds: float = 1.5
+    refine_speakers: bool = True
+    vad_aggressiveness: int = 2
+    min_silence: float = 0.4
+    context_words: int = 40  # words of the previous turn given to the decoder as prompt
+    cost_interval: float = 1.0  # seconds of audio per cost sample
+    transducer: TransducerConfig = field(default_factory=TransducerConfig)
+
+
+@dataclass
+class _Turn:
+    turn_id: int
+    start: float
+    transducer: TurnTransducer
+    speaker: str | None = None
+    held: list[Event] = field(default_factory=list)  # events waiting for the speaker decision
+    last_partial: str = ""
+
+
+@dataclass
+class _ClosedTurn:
+    turn_id: int
+    speaker: str
+    embedding: np.ndarray
+    duration: float
+
+
+class StreamingEngine:
+    def __init__(self, recognizer: WhisperRecognizer, speaker_encoder: SpeakerEncoder, config: EngineConfig):
+        self.recognizer = recognizer
+        self.speaker_encoder = speaker_encoder
+        self.config = config
+        self.vad = StreamingVad(config.vad_aggressiveness, config.min_silence)
+        self.clustering = OnlineSpeakerClustering(
+            threshold=config.speaker_threshold, max_speakers=config.max_speakers, fixed_speakers=config.speakers
+        )
+        self.samples_seen = 0
+        # recent audio, so that a turn can start a little before the VAD noticed it
+        self.history = np.zeros(0, dtype=np.float32)
+        self.history_start = 0  # sample index of history[0]
+        self.turn: _Turn | None = None
+        self.turn_synced_until = 0  # sample index up to which the open turn has its audio
+        self.closed_turns: list[_ClosedTurn] = []
+        self.next_turn_id = 1
+        self.previous_text: list[str] = []
+        self.stage_seconds: dict[str, float] = {}
+        self.stage_flops: dict[str, float] = {}
+        self.cost_from = 0.0
+
+    @classmethod
+    def create(cls, model: str = DEFAULT_MODEL, speakers: int | None = None, **options) -> StreamingEngine:
+        config = EngineConfig(model=model, speakers=speakers, **options)
+        torch.set_num_threads(config.threads)
+        recognizer = load_recognizer(config.model, int8=config.int8)
+        return cls(recognizer, SpeakerEncoder(), config)
+
+    def fresh(self) -> StreamingEngine:
+        """A new engine for another stream that shares these loaded models."""
+        return StreamingEngine(self.recognizer, self.speaker_encoder, self.config)
+
+    @property
+    def time(self) -> float:
+        return self.samples_seen / SAMPLE_RATE
+
+    # -- public API ------------------------------------------------------------------------------
+    def feed(self, samples: np.ndarray) -> list[Event]:
+        """Take the next block of 16 kHz mono float32 audio; return the events it caused."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.samples_seen += len(samples)
+        self.history = np.concatenate([self.history, samples])
+        events: list[Event] = []
+        started = time.perf_counter()
+        vad_events = self.vad.feed(samples)
+        self._charge("vad", time.perf_counter() - started, 0.0)
+        for vad_event in vad_events:
+            if isinstance(vad_event, SpeechStart):
+                events += self._open_turn(vad_event.time)
+            else:
+                events += self._close_turn(vad_event.time)
+        events += self._advance_open_turn(self.samples_seen)
+        self._forget_history()
+        events += self._cost_sample(force=False)
+        return events
+
+    def finish(self) -> list[Event]:
+        """End of stream: close the open turn and refine speaker labels."""
+        events: list[Event] = []
+        for vad_event in self.vad.finish():
+            if isinstance(vad_event, SpeechEnd):
+                events += self._close_turn(vad_event.time)
+        if self.turn is not None:
+            events += self._close_turn(self.time)
+        if self.config.refine_speakers:
+            events += self._refine_speakers()
+        events += self._cost_sample(force=True)
+        return events
+
+    # -- turns ---------------------------------------------------------------------------------------
+    def _open_turn(self, start: float) -> list[Event]:
+        events: list[Event] = []
+        if self.turn is not None:  # the VAD never overlaps regions, but be safe
+            events += self._close_turn(start)
+        context = " ".join(self.previous_text[-self.config.context_words :])
+        transducer = TurnTransducer(self.recognizer, start, self.config.transducer, context=context)
+        self.turn = _Turn(self.next_turn_id, start, transducer)
+        self.next_turn_id += 1
+        self.turn_synced_until = max(self.history_start, int(start * SAMPLE_RATE))
+        transducer.buffer_start = self.turn_synced_until / SAMPLE_RATE
+        self.turn.start = transducer.buffer_start
+        return events
+
+    def _advance_open_turn(self, until_sample: int) -> list[Event]:
+        """Give the open turn its audio up to ``until_sample``; run due recognition steps."""
+        turn = self.turn
+        if turn is None or until_sample <= self.turn_synced_until:
+            return []
+        offset = self.turn_synced_until - self.history_start
+        turn.transducer.append(self.history[offset : until_sample - self.history_start])
+        self.turn_synced_until = until_sample
+        events: list[Event] = []
+        if turn.speaker is None and self._turn_seconds(turn) >= self.config.speaker_decision_seconds:
+            events += self._decide_speaker(turn)
+        if turn.transducer.ready():
+            output = turn.transducer.step()
+            self._charge_step(output.cost)
+            events += self._route(turn, self._word_events(turn, output.committed, output.partial))
+        return events
+
+    def _close_turn(self, end: float) -> list[Event]:
+        turn = self.turn
+        if turn is None:
+            return []
+        events = self._advance_open_turn(max(self.turn_synced_until, int(end * SAMPLE_RATE)))
+        if turn.speaker is None:
+            events += self._decide_speaker(turn)
+        output = turn.transducer.finish()
+        self._charge_step(output.cost)
+        events += self._word_events(turn, output.committed, [])
+        end = max(turn.start, self.turn_synced_until / SAMPLE_RATE)
+        events.append(TurnEnded(turn.turn_id, CHANNEL, turn.speaker or "S?", turn.start, end))
+        self.closed_turns.append(
+            _ClosedTurn(turn.turn_id, turn.speaker or "S?", self._embedding_of(turn), end - turn.start)
+        )
+        self.previous_text = (self.previous_text + [w.text for w in turn.transducer.committed])[-200:]
+        self.turn = None
+        return events
+
+    def _turn_seconds(self, turn: _Turn) -> float:
+        return self.turn_synced_until / SAMPLE_RATE - turn.start
+
+    def _turn_audio(self, turn: _Turn) -> np.ndarray:
+        start = max(0, int(turn.start * SAMPLE_RATE) - self.history_start)
+        return self.history[start : self.turn_synced_until - self.history_start]
+
+    def _embedding_of(self, turn: _Turn) -> np.ndarray:
+        started = time.perf_counter()
+        audio = self._turn_audio(turn)
+        embedding = self.speaker_encoder.embed(audio)
+        seconds = len(audio) / SAMPLE_RATE
+        self._charge("embedding", time.perf_counter() - started, self.speaker_encoder.flops_per_second * seconds)
+        return embedding
+
+    def _decide_speaker(self, turn: _Turn) -> list[Event]:
+        embedding = self._embedding_of(turn)
+        turn.speaker = self.clustering.assign(embedding, weight=self._turn_seconds(turn))
+        events: list[Event] = [TurnStarted(turn.turn_id, CHANNEL, turn.speaker, turn.start)]
+        events += turn.held
+        turn.held = []
+        return events
+
+    def _route(self, turn: _Turn, events: list[Event]) -> list[Event]:
+        """Hold a turn's word events until its ``<sot>`` (and speaker) is out."""
+        if turn.speaker is None:
+            turn.held += events
+            return []
+        return events
+
+    def _word_events(self, turn: _Turn, committed: list[TimedWord], partial: list[TimedWord]) -> list[Event]:
+        events: list[Event] = []
+        now = self.time
+        if committed:
+            words = tuple(
+                Word(w.text, round(w.start, 3), round(max(w.end, w.start), 3), round(w.probability, 3))
+                for w in committed
+            )
+            events.append(WordsCommitted(turn.turn_id, CHANNEL, words, now))
+        partial_text = " ".join(w.text for w in partial)
+        if partial_text != turn.last_partial:
+            turn.last_partial = partial_text
+            events.append(PartialText(turn.turn_id, CHANNEL, partial_text, now))
+        return events
+
+    def _refine_speakers(self) -> list[Event]:
+        if len(self.closed_turns) < 2:
+            return []
+        started = time.perf_counter()
+        labels = self.clustering.refine(
+            [t.embedding for t in self.closed_turns],
+            [t.duration for t in self.closed_turns],
+            [t.speaker for t in self.closed_turns],
+        )
+        self._charge("clustering", time.perf_counter() - started, 0.0)
+        events: list[Event] = []
+        for closed, label in zip(self.closed_turns, labels, strict=True):
+            if label != closed.speaker:
+                events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, label))
+                closed.speaker = label
+        return events
+
+    def _forget_history(self) -> None:
+        """Keep the open turn's audio and a couple of seconds before now; drop the rest."""
+        keep_from = self.samples_seen - 2 * SAMPLE_RATE
+        if self.turn is not None:
+            # a very long turn keeps only its last minute: enough for its speaker embedding
+            turn_from = max(int(self.turn.start * SAMPLE_RATE), self.samples_seen - 60 * SAMPLE_RATE)
+            keep_from = min(keep_from, turn_from)
+        drop = keep_from - self.history_start
+        if drop > SAMPLE_RATE:
+            self.history = self.history[drop:]
+            self.history_start = keep_from
+
+    # -- cost accounting ------------------------------------------------------------------------------
+    def _charge(self, stage: str, seconds: float, flops: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        self.stage_flops[stage] = self.stage_flops.get(stage, 0.0) + flops
+
+    def _charge_step(self, cost: StepCost) -> None:
+        self._charge("encoder", cost.encoder_seconds, cost.encoder_flops)
+        self._charge("decoder", cost.decoder_seconds, cost.decoder_flops)
+
+    def _cost_sample(self, force: bool) -> list[Event]:
+        if not force and self.time - self.cost_from < self.config.cost_interval:
+            return []
+        if self.time <= self.cost_from and not self.stage_seconds:
+            return []
+        sample = CostSample(
+            channel=CHANNEL,
+            audio_start=self.cost_from,
+            audio_end=self.time,
+            stage_seconds=dict(self.stage_seconds),
+            stage_flops=dict(self.stage_flops),
+            encoder_blocks_run=1.0,
+        )
+        self.cost_from = self.time
+        self.stage_seconds, self.stage_flops = {}, {}
+        return [sample]
