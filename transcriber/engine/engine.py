@@ -56,6 +56,11 @@ class EngineConfig:
     refine_speakers: bool = True
     vad_aggressiveness: int = 2
     min_silence: float = 0.4
+    # speaker change inside a turn (no pause between two speakers): windows of the
+    # open turn are compared with its speaker; two dissimilar windows in a row split it
+    change_window: float = 1.5
+    change_threshold: float = DEFAULT_THRESHOLD - 0.05
+    change_strikes: int = 2
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
     cost_interval: float = 1.0  # seconds of audio per cost sample
     transducer: TransducerConfig = field(default_factory=TransducerConfig)
@@ -69,6 +74,10 @@ class _Turn:
     speaker: str | None = None
     held: list[Event] = field(default_factory=list)  # events waiting for the speaker decision
     last_partial: str = ""
+    checked_until: float = 0.0  # speaker-change windows are checked up to here
+    strikes: list[float] = field(default_factory=list)  # starts of windows unlike the speaker
+    # embeddings already computed for stretches of the turn: (start, end, embedding)
+    windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
 
 
 @dataclass
@@ -174,6 +183,10 @@ class StreamingEngine:
         events: list[Event] = []
         if turn.speaker is None and self._turn_seconds(turn) >= self.config.speaker_decision_seconds:
             events += self._decide_speaker(turn)
+        if turn.speaker is not None:
+            change_at = self._speaker_change(turn)
+            if change_at is not None:
+                return events + self._split_turn(change_at)
         if turn.transducer.ready():
             output = turn.transducer.step()
             self._charge_step(output.cost)
@@ -181,42 +194,103 @@ class StreamingEngine:
         return events
 
     def _close_turn(self, end: float) -> list[Event]:
+        """``<eot>`` at stream time ``end``: the pause that the VAD found."""
         turn = self.turn
         if turn is None:
             return []
         events = self._advance_open_turn(max(self.turn_synced_until, int(end * SAMPLE_RATE)))
+        if self.turn is not turn:  # a speaker change split it on the way
+            return events + self._close_turn(end)
+        return events + self._end_turn(turn, end)
+
+    def _end_turn(self, turn: _Turn, end: float) -> list[Event]:
+        end = max(turn.start, min(end, self.turn_synced_until / SAMPLE_RATE))
+        events: list[Event] = []
         if turn.speaker is None:
-            events += self._decide_speaker(turn)
-        output = turn.transducer.finish()
+            events += self._decide_speaker(turn, until=end)
+        output = turn.transducer.finish(until=end)
         self._charge_step(output.cost)
         events += self._word_events(turn, output.committed, [])
-        end = max(turn.start, self.turn_synced_until / SAMPLE_RATE)
         events.append(TurnEnded(turn.turn_id, CHANNEL, turn.speaker or "S?", turn.start, end))
         self.closed_turns.append(
-            _ClosedTurn(turn.turn_id, turn.speaker or "S?", self._embedding_of(turn), end - turn.start)
+            _ClosedTurn(turn.turn_id, turn.speaker or "S?", self._turn_embedding(turn, end), end - turn.start)
         )
         self.previous_text = (self.previous_text + [w.text for w in turn.transducer.committed])[-200:]
         self.turn = None
         return events
 
+    def _speaker_change(self, turn: _Turn) -> float | None:
+        """Where another voice took over the open turn, once that is clear; else None."""
+        window = self.config.change_window
+        now = self.turn_synced_until / SAMPLE_RATE
+        if turn.checked_until < turn.start + self.config.speaker_decision_seconds:
+            turn.checked_until = turn.start + self.config.speaker_decision_seconds
+        while now - turn.checked_until >= window:
+            window_start, turn.checked_until = turn.checked_until, turn.checked_until + window
+            embedding = self._embed_span(window_start, turn.checked_until)
+            turn.windows.append((window_start, turn.checked_until, embedding))
+            similarities = self.clustering.similarities(embedding)
+            own_index = int(turn.speaker[1:]) - 1 if turn.speaker and turn.speaker[1:].isdigit() else -1
+            own = similarities[own_index] if 0 <= own_index < len(similarities) else 1.0
+            if own >= self.config.change_threshold:
+                turn.strikes = []
+                continue
+            turn.strikes.append(window_start)
+            if len(turn.strikes) >= self.config.change_strikes:
+                return self._quietest_point(turn.strikes[0] - window / 2, turn.strikes[0] + window / 2)
+        return None
+
+    def _split_turn(self, at: float) -> list[Event]:
+        """End the open turn at ``at`` and open the next one there, for the new voice."""
+        turn = self.turn
+        assert turn is not None
+        at = max(at, turn.transducer.committed_end, turn.start + 0.5)  # final words stay where they are
+        synced = self.turn_synced_until
+        events = self._end_turn(turn, at)
+        events += self._open_turn(at)
+        return events + self._advance_open_turn(synced)
+
+    def _quietest_point(self, start: float, end: float) -> float:
+        """The middle of the lowest-energy 50 ms inside [start, end]: a likely word boundary."""
+        first = max(self.history_start, int(start * SAMPLE_RATE))
+        audio = self.history[first - self.history_start : int(end * SAMPLE_RATE) - self.history_start]
+        hop = SAMPLE_RATE // 20
+        if len(audio) < 2 * hop:
+            return start
+        energy = np.convolve(audio**2, np.ones(hop), mode="valid")[::40]
+        return (first + int(np.argmin(energy)) * 40 + hop // 2) / SAMPLE_RATE
+
     def _turn_seconds(self, turn: _Turn) -> float:
         return self.turn_synced_until / SAMPLE_RATE - turn.start
 
-    def _turn_audio(self, turn: _Turn) -> np.ndarray:
-        start = max(0, int(turn.start * SAMPLE_RATE) - self.history_start)
-        return self.history[start : self.turn_synced_until - self.history_start]
+    def _audio_span(self, start: float, end: float) -> np.ndarray:
+        first = max(0, int(start * SAMPLE_RATE) - self.history_start)
+        return self.history[first : max(first, int(end * SAMPLE_RATE) - self.history_start)]
 
-    def _embedding_of(self, turn: _Turn) -> np.ndarray:
+    def _turn_embedding(self, turn: _Turn, end: float) -> np.ndarray:
+        """The whole turn's embedding, reusing the windows embedded on the way
+        (the speaker decision and change checks): each second is embedded once."""
+        windows = [(s, e, emb) for s, e, emb in turn.windows if e <= end + 0.05]
+        covered = max((e for _, e, _ in windows), default=turn.start)
+        if end - covered >= 0.75 or not windows:
+            windows.append((covered, end, self._embed_span(covered, end)))
+        weights = np.array([max(e - s, 1e-3) for s, e, _ in windows])
+        mean = np.average(np.stack([emb for _, _, emb in windows]), axis=0, weights=weights)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+    def _embed_span(self, start: float, end: float) -> np.ndarray:
         started = time.perf_counter()
-        audio = self._turn_audio(turn)
+        audio = self._audio_span(start, end)
         embedding = self.speaker_encoder.embed(audio)
         seconds = len(audio) / SAMPLE_RATE
         self._charge("embedding", time.perf_counter() - started, self.speaker_encoder.flops_per_second * seconds)
         return embedding
 
-    def _decide_speaker(self, turn: _Turn) -> list[Event]:
-        embedding = self._embedding_of(turn)
-        turn.speaker = self.clustering.assign(embedding, weight=self._turn_seconds(turn))
+    def _decide_speaker(self, turn: _Turn, until: float | None = None) -> list[Event]:
+        end = self.turn_synced_until / SAMPLE_RATE if until is None else until
+        embedding = self._embed_span(turn.start, end)
+        turn.windows.append((turn.start, end, embedding))
+        turn.speaker = self.clustering.assign(embedding, weight=end - turn.start)
         events: list[Event] = [TurnStarted(turn.turn_id, CHANNEL, turn.speaker, turn.start)]
         events += turn.held
         turn.held = []

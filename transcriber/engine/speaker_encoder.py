@@ -64,7 +64,8 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filterbank() -> np.ndarray:
     """(40, 201) slaney-normalised triangles: librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)."""
     fft_hz = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0], N_MELS + 2))
+    top = _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0]
+    edges = _mel_to_hz(np.linspace(0.0, top, N_MELS + 2))  # band edges, equally spaced in mel
     width = np.diff(edges)
     ramps = edges[:, None] - fft_hz[None, :]
     rising = -ramps[:-2] / width[:-1, None]
@@ -133,9 +134,10 @@ class SpeakerEncoder:
     """256-d speaker embeddings of 16 kHz mono float32 audio.
 
     normalize: raise quiet audio to -30 dBFS first, as resemblyzer's preprocess_wav
-    does. Off by default: it changed EER by < 0.1 point on speaker_only and on
-    1.5 s pieces (see clustering.DEFAULT_THRESHOLD), and a per-piece gain makes
-    a live stream's embeddings depend on where the pieces were cut.
+    does. Off by default: it changed nothing on whole utterances of speaker_only
+    (EER 0.0 % either way) and EER on 1.5 s pieces by 0.02 point (4.63 % off, 4.65 %
+    on), while a per-piece gain would make a stream's embeddings depend on where the
+    pieces were cut.
     """
 
     def __init__(self, normalize: bool = False, window_seconds: float = 1.5, hop_seconds: float = 0.75):

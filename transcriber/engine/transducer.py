@@ -11,6 +11,7 @@ encoder cost stays bounded for long monologues.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -24,7 +25,9 @@ SAMPLE_RATE = 16000
 @dataclass
 class TransducerConfig:
     step_seconds: float = 1.0
-    max_buffer_seconds: float = 15.0
+    max_buffer_seconds: float = 10.0
+    sentence_trim_seconds: float = 4.0
+    commit_margin_seconds: float = 0.4
     # a hypothesis that the model itself rates as probably not speech is dropped
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -57,6 +60,16 @@ def _normalized(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
+def _repeated_head(committed_tail: list[str], hypothesis: list[str]) -> int:
+    """How many leading hypothesis words repeat the end of the committed words:
+    the longest n such that hypothesis[:n] equals a stretch ending the committed
+    tail, allowing the repeat to start part way into that tail; 0 if none."""
+    for n in range(min(len(committed_tail), len(hypothesis)), 0, -1):
+        if hypothesis[:n] == committed_tail[-n:] and (n >= 2 or len(committed_tail) == 1):
+            return n
+    return 0
+
+
 class TurnTransducer:
     """Recognizes one turn: audio goes in as it arrives, committed words come out."""
 
@@ -85,10 +98,15 @@ class TurnTransducer:
     def step(self) -> StepOutput:
         """Re-decode the buffer and commit what two consecutive hypotheses agree on."""
         hypothesis, cost = self._hypothesis()
+        if hypothesis is None:  # rejected by a guard: wait for the next one
+            return StepOutput([], list(self.previous), cost)
+        # words at the very end of the window are guesses from cut-off audio
+        settled_before = self.buffer_start + len(self.buffer) / SAMPLE_RATE - self.config.commit_margin_seconds
         agreed = 0
         while (
             agreed < min(len(hypothesis), len(self.previous))
             and _normalized(hypothesis[agreed].text) == _normalized(self.previous[agreed].text)
+            and hypothesis[agreed].end <= settled_before
         ):
             agreed += 1
         newly_committed = hypothesis[:agreed]
@@ -97,11 +115,17 @@ class TurnTransducer:
         self._trim_buffer()
         return StepOutput(newly_committed, list(self.previous), cost)
 
-    def finish(self) -> StepOutput:
-        """The turn is over: the last hypothesis over the whole buffer is final."""
-        if len(self.buffer) == 0:
+    def finish(self, until: float | None = None) -> StepOutput:
+        """The turn is over (at stream time ``until``, default: all audio given):
+        the last hypothesis over the buffer is final."""
+        if until is not None:
+            keep = max(0, int(round((until - self.buffer_start) * SAMPLE_RATE)))
+            self.buffer = self.buffer[:keep]
+        if len(self.buffer) < SAMPLE_RATE // 10:
             return StepOutput([], [])
         hypothesis, cost = self._hypothesis()
+        if hypothesis is None:
+            hypothesis = self.previous  # the last hypothesis that passed the guards
         self.committed.extend(hypothesis)
         self.previous = []
         return StepOutput(hypothesis, [], cost)
@@ -114,44 +138,61 @@ class TurnTransducer:
             return []
         return self.recognizer.tokenizer.encode(" " + text)[-self.config.prompt_tokens :]
 
-    def _prefix(self) -> list[int]:
-        """Committed words still inside the buffer: the decoder continues after them."""
-        return [token for word in self.committed[self.committed_in_prompt :] for token in word.tokens]
+    def _hypothesis(self) -> tuple[list[TimedWord] | None, StepCost]:
+        """Words of the buffer after the committed ones, in stream time.
 
-    def _hypothesis(self) -> tuple[list[TimedWord], StepCost]:
-        """Words of the buffer after the committed ones, in stream time."""
+        The whole buffer is decoded afresh each time rather than forced to continue
+        the committed words: one wrong commit would otherwise derail the rest of
+        the turn. Committed words still in the buffer are then skipped by time and
+        by matching the committed tail.
+        """
         self.unprocessed = 0.0
-        result = self.recognizer.transcribe(self.buffer, prompt=self._prompt(), prefix=self._prefix())
+        result = self.recognizer.transcribe(self.buffer, prompt=self._prompt())
         cost = StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
         config = self.config
         if (
             result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
         ) or result.compression_ratio > config.compression_ratio_threshold:
-            return [], cost
+            return None, cost
         words = [
             TimedWord(w.text, w.start + self.buffer_start, w.end + self.buffer_start, w.probability, w.tokens)
             for w in result.words
         ]
-        return self._without_repeated_commit(words), cost
+        return self._after_committed(words), cost
 
-    def _without_repeated_commit(self, words: list[TimedWord]) -> list[TimedWord]:
-        """Drop a continuation that only says the committed words again.
+    def _after_committed(self, words: list[TimedWord]) -> list[TimedWord]:
+        """Skip the hypothesis words that say again what is committed.
 
-        When the committed prefix already covers all the speech, Whisper tends to
-        repeat it instead of ending; the repeat is squeezed into the last frames.
+        Committed words still in the buffer are aligned with the head of the
+        hypothesis by text (word timings of a small model are too loose for a cut
+        by time); unmatched committed words at the end count as substitutions.
+        Words trimmed off the buffer may still be partly audible at its start (the
+        cut time is only as good as the word timings): a hypothesis that opens by
+        repeating the last of them drops the repeat.
         """
-        if not self.committed or not words:
-            return words
-        committed = [_normalized(w.text) for w in self.committed]
-        for n in range(min(len(words), len(committed)), 0, -1):
-            head = [_normalized(w.text) for w in words[:n]]
-            if head == committed[-n:] and (n >= 2 or words[0].start < self.committed_end):
-                return words[n:]
-        return words
+        in_buffer = [_normalized(w.text) for w in self.committed[self.committed_in_prompt :]]
+        if not in_buffer:
+            trimmed = [_normalized(w.text) for w in self.committed[: self.committed_in_prompt][-15:]]
+            return words[_repeated_head(trimmed, [_normalized(w.text) for w in words]) :]
+        head = [_normalized(w.text) for w in words[: len(in_buffer) + 5]]
+        matcher = difflib.SequenceMatcher(a=in_buffer, b=head, autojunk=False)
+        blocks = [block for block in matcher.get_matching_blocks() if block.size > 0]
+        if not blocks:
+            return [w for w in words if (w.start + w.end) / 2 > self.committed_end - 0.1]
+        last = blocks[-1]
+        position = last.b + last.size + (len(in_buffer) - (last.a + last.size))
+        return words[position:]
 
     def _trim_buffer(self) -> None:
-        """Cut the buffer after the last committed word once it is long."""
-        if len(self.buffer) / SAMPLE_RATE <= self.config.max_buffer_seconds or not self.committed:
+        """Cut the buffer after the last committed word once it is long, or earlier at
+        a committed sentence end: shorter windows cost less to re-decode."""
+        if not self.committed or len(self.committed) == self.committed_in_prompt:
+            return
+        seconds = len(self.buffer) / SAMPLE_RATE
+        sentence_end = self.committed[-1].text.endswith((".", "?", "!"))
+        if seconds <= self.config.max_buffer_seconds and not (
+            sentence_end and seconds > self.config.sentence_trim_seconds
+        ):
             return
         cut_time = self.committed_end
         cut = int((cut_time - self.buffer_start) * SAMPLE_RATE)

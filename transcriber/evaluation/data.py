@@ -186,6 +186,11 @@ def read_rttm(path: Path | str) -> list[SpeakerSegment]:
     return segments
 
 
+def rttm_line(session_id: str, speaker: str, start: float, end: float) -> str:
+    """One RTTM ``SPEAKER`` line (times in seconds, duration = end - start)."""
+    return f"SPEAKER {session_id} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>\n"
+
+
 def read_uem(path: Path | str) -> list[tuple[float, float]]:
     """``<uri> <chan> <start> <end>`` lines, as (start, end) in seconds."""
     regions = []

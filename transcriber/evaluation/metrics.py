@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from transcriber.evaluation.data import SpeakerSegment
+from transcriber.evaluation.data import SpeakerSegment, rttm_line
 from transcriber.transcript.model import Transcript
 
 SegLST = list[dict[str, Any]]
@@ -125,7 +125,9 @@ def _sum_meeteval(per_session: Mapping[str, Any]) -> ErrorCounts:
     return ErrorCounts(**{**total.__dict__, "details": {"assignment": assignments}})
 
 
-def cpwer(reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]) -> ErrorCounts:
+def cpwer(
+    reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]
+) -> ErrorCounts:
     """Concatenated minimum-permutation WER (meeteval), summed over sessions."""
     import meeteval
 
@@ -133,7 +135,9 @@ def cpwer(reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iter
     return _sum_meeteval(result)
 
 
-def orc_wer(reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]) -> ErrorCounts:
+def orc_wer(
+    reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]
+) -> ErrorCounts:
     """Optimal reference combination WER (meeteval): speaker labels of the hypothesis are ignored."""
     import meeteval
 
@@ -239,7 +243,8 @@ def der(
       speaker (two reference speakers at once = two seconds per second).
     * ``collar`` seconds either side of every reference speaker boundary are
       not scored; neither is anything outside ``uem`` (all time when None).
-    * Speakers are mapped one-to-one to maximise scored overlap; per stretch,
+    * Speakers are mapped one-to-one to maximise overlap inside the scored
+      time (Hungarian algorithm); per stretch,
       missed = max(0, n_ref - n_hyp), false alarm = max(0, n_hyp - n_ref),
       confusion = min(n_ref, n_hyp) - n_correctly_mapped.
     """
@@ -335,9 +340,13 @@ def transcript_to_segments(transcript: Transcript) -> list[SpeakerSegment]:
     ]
 
 
-def text_to_seglst(text: str, session_id: str, speaker: str = "spk0", start: float = 0.0, end: float = 0.0) -> SegLST:
+def text_to_seglst(
+    text: str, session_id: str, speaker: str = "spk0", start: float = 0.0, end: float = 0.0
+) -> SegLST:
     """All words under one speaker (e.g. a transcriber without diarization)."""
-    return [{"session_id": session_id, "speaker": speaker, "start_time": start, "end_time": end, "words": text}]
+    return [
+        {"session_id": session_id, "speaker": speaker, "start_time": start, "end_time": end, "words": text}
+    ]
 
 
 def speaker_text_to_seglst(texts: Mapping[str, str], session_id: str, duration: float = 0.0) -> SegLST:
@@ -347,9 +356,7 @@ def speaker_text_to_seglst(texts: Mapping[str, str], session_id: str, duration: 
 
 def segments_to_rttm(segments: Iterable[Timed], session_id: str) -> str:
     return "".join(
-        f"SPEAKER {session_id} 1 {seg.start:.3f} {seg.end - seg.start:.3f} <NA> <NA> {seg.speaker} <NA> <NA>\n"
-        for seg in segments
-        if seg.end > seg.start
+        rttm_line(session_id, seg.speaker, seg.start, seg.end) for seg in segments if seg.end > seg.start
     )
 
 

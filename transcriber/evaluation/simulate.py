@@ -41,6 +41,7 @@ from transcriber.evaluation.data import (
     SpeakerSegment,
     Utterance,
     load_audio,
+    rttm_line,
 )
 
 SILENCE_CONDITIONS: dict[str, tuple[float, float]] = {"0S": (0.1, 0.5), "0L": (2.9, 3.0)}
@@ -122,10 +123,7 @@ class SimulatedMeeting:
         return overlap_ratio(self.speaker_segments())
 
     def to_rttm(self) -> str:
-        return "".join(
-            f"SPEAKER {self.session_id} 1 {seg.start:.3f} {seg.duration:.3f} <NA> <NA> {seg.speaker} <NA> <NA>\n"
-            for seg in self.segments
-        )
+        return "".join(rttm_line(self.session_id, seg.speaker, seg.start, seg.end) for seg in self.segments)
 
     def to_seglst(self) -> list[dict[str, Any]]:
         """meeteval SegLST: one dict per segment."""
@@ -291,7 +289,9 @@ def _boundaries_in(pause: tuple[float, float], words: list[AlignedWord], toleran
     return [
         w
         for w in range(1, len(words))
-        if words[w - 1].end <= high and words[w].start >= low and low < (words[w - 1].end + words[w].start) / 2 < high
+        if words[w - 1].end <= high
+        and words[w].start >= low
+        and low < (words[w - 1].end + words[w].start) / 2 < high
     ]
 
 
@@ -393,7 +393,9 @@ class WhisperForcedAligner:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._load()
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en"
+        )
         features = model.feature_extractor(audio)
         num_frames = min(features.shape[-1], 3000)
         encoder_output = model.encode(pad_or_trim(features))
@@ -464,7 +466,11 @@ def simulate_meeting(
         condition=condition,
         seed=seed,
         cut_mode=cut_mode,
-        info={"snr_db": snr_db, "speaker_gain_db": gains, "utterances": sorted({s.utterance_id for s in segments})},
+        info={
+            "snr_db": snr_db,
+            "speaker_gain_db": gains,
+            "utterances": sorted({s.utterance_id for s in segments}),
+        },
     )
 
 
@@ -507,8 +513,9 @@ def interleave_turns(
 ) -> list[tuple[str, Piece]]:
     """Random speaker order, never the same speaker twice in a row, pieces in their original order.
 
-    Speakers with more pieces left are more likely next. Pieces that cannot be
-    placed without a speaker following themselves are dropped.
+    Speakers with more pieces left are more likely next; a speaker holding more
+    than half of what is left must go next (or its pieces could not all be
+    placed). Pieces that still cannot be placed are dropped.
     """
     remaining = {s: list(pieces) for s, pieces in queues.items()}
     order: list[tuple[str, Piece]] = []
@@ -517,12 +524,20 @@ def interleave_turns(
         candidates = sorted(s for s, q in remaining.items() if q and s != last)
         if not candidates:
             break
-        weights = np.array([len(remaining[s]) for s in candidates], dtype=float)
-        speaker = candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
+        speaker = _next_speaker(candidates, remaining, rng)
         piece = remaining[speaker].pop(0)
         order.append((speaker, piece))
         last, total = speaker, total + piece.duration
     return order
+
+
+def _next_speaker(candidates: list[str], remaining: dict[str, list[Piece]], rng: np.random.Generator) -> str:
+    left = sum(len(q) for q in remaining.values())
+    for speaker in candidates:
+        if 2 * len(remaining[speaker]) > left:
+            return speaker
+    weights = np.array([len(remaining[s]) for s in candidates], dtype=float)
+    return candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
 
 
 def place_turns(durations: Sequence[float], condition: str, rng: np.random.Generator) -> list[float]:
@@ -579,8 +594,8 @@ def _mix(
         segments.append(
             ReferenceSegment(
                 speaker=speaker,
-                start=round(start, 3),
-                end=round(start + piece.duration, 3),
+                start=round(float(start), 3),
+                end=round(float(start + piece.duration), 3),
                 text=piece.text,
                 utterance_id=piece.utterance.id,
                 piece=piece.index,

@@ -53,15 +53,20 @@ def compression_ratio(text: str) -> float:
     return len(data) / max(1, len(zlib.compress(data)))
 
 
-def _repeats_tail(tokens: list[int], max_ngram: int = 12, min_repeats: int = 3) -> int:
-    """Length to cut when the tail is one n-gram repeated ``min_repeats`` times, else 0."""
+def _repeats_tail(tokens: list[int], max_ngram: int = 48) -> int:
+    """Length to cut when the tail repeats itself, else 0.
+
+    A short n-gram must occur three times in a row (people do say "no, no"),
+    a stretch of five tokens or more twice: a doubled phrase at the end of a
+    window is Whisper's typical loop on short audio contexts.
+    """
     for n in range(1, max_ngram + 1):
-        span = n * min_repeats
-        if len(tokens) < span:
+        repeats = 3 if n < 5 else 2
+        if len(tokens) < n * repeats:
             break
         tail = tokens[-n:]
-        if all(tokens[-(k + 1) * n : len(tokens) - k * n] == tail for k in range(min_repeats)):
-            return n * (min_repeats - 1)
+        if all(tokens[len(tokens) - (k + 1) * n : len(tokens) - k * n] == tail for k in range(repeats)):
+            return n * (repeats - 1)
     return 0
 
 
@@ -108,16 +113,6 @@ def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).median(dim=-1).values
 
 
-def _words_after_prefix(words: list[TimedWord], n_prefix_tokens: int) -> list[TimedWord]:
-    seen = 0
-    kept = []
-    for word in words:
-        if seen >= n_prefix_tokens:
-            kept.append(word)
-        seen += len(word.tokens)
-    return kept
-
-
 class WhisperRecognizer:
     """Encodes and decodes one audio window at a time; holds no stream state."""
 
@@ -134,8 +129,8 @@ class WhisperRecognizer:
         self.pad_seconds = pad_seconds
         vocab = model.dims.n_vocab
         suppress = set(suppress_ids)
-        # every special token but end-of-text: timestamps, languages, task tokens...
-        suppress.update(range(tokenizer.eot + 1, vocab))
+        # every special token but end-of-text and the timestamps: languages, tasks...
+        suppress.update(range(tokenizer.eot + 1, tokenizer.timestamp_begin))
         self.suppress_mask = torch.zeros(vocab, dtype=torch.bool)
         self.suppress_mask[[t for t in suppress if t < vocab]] = True
         self.suppress_begin = [t for t in suppress_at_begin if t < vocab]
@@ -163,74 +158,94 @@ class WhisperRecognizer:
         return self.model.encoder(mel[None, :, :frames])
 
     @torch.inference_mode()
-    def transcribe(
-        self,
-        audio: np.ndarray,
-        prompt: list[int] | None = None,
-        prefix: list[int] | None = None,
-        with_words: bool = True,
-    ) -> WindowResult:
-        """Decode ``audio``; ``prompt`` is earlier text (context), ``prefix`` text the window
-        is known to start with (already committed): only what follows it is returned."""
+    def transcribe(self, audio: np.ndarray, prompt: list[int] | None = None, with_words: bool = True) -> WindowResult:
+        """Decode ``audio``; ``prompt`` is earlier text, given to the decoder as context."""
         started = time.perf_counter()
-        prefix = prefix or []
         features = self.encode(audio)
         encoded = time.perf_counter()
         positions = features.shape[1]
-        result = self._greedy(features, prompt or [], prefix, audio_seconds=len(audio) / SAMPLE_RATE)
+        result = self._greedy(features, prompt or [], audio_seconds=len(audio) / SAMPLE_RATE)
         if with_words and result.tokens:
-            words = self._align(features, [*prefix, *result.tokens], len(audio) / SAMPLE_RATE)
-            result.words = [w for w in _words_after_prefix(words, len(prefix)) if w.text]
+            words = self._align(features, result.tokens, len(audio) / SAMPLE_RATE)
+            result.words = [w for w in words if w.text]
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
         result.encoder_flops = self.encoder_flops(positions)
         # greedy steps plus one alignment pass over all tokens
-        result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 4, positions)
+        result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 8, positions)
         return result
 
-    def _greedy(
-        self, features: torch.Tensor, prompt: list[int], prefix: list[int], audio_seconds: float
-    ) -> WindowResult:
+    def _greedy(self, features: torch.Tensor, prompt: list[int], audio_seconds: float) -> WindowResult:
+        """Greedy decoding in timestamp mode; returns the text tokens.
+
+        Timestamp tokens are decoded (and then dropped) because without them
+        Whisper tends to stop at the first sentence end of a longer window.
+        """
         tok = self.tokenizer
         history = [tok.sot_prev, *prompt[-(self.model.dims.n_text_ctx // 2 - 1) :]] if prompt else []
-        context = [*history, *tok.sot_sequence, tok.no_timestamps, *prefix]
-        sot_index = len(history)
+        context = [*history, *tok.sot_sequence]
         # about 3 tokens a second is typical speech: allow 3x that before calling it a loop
-        max_tokens = min(
-            int(10 + 9 * audio_seconds) - len(prefix), self.model.dims.n_text_ctx - len(context) - 1
-        )
+        max_tokens = min(int(10 + 12 * audio_seconds), self.model.dims.n_text_ctx - len(context) - 1)
         cache = self.model.decoder.new_cache(features)
         logits, _ = self.model.decoder(torch.tensor([context]), cache)
-        no_speech_prob = float(logits[0, sot_index].float().softmax(-1)[tok.no_speech])
+        no_speech_prob = float(logits[0, len(history)].float().softmax(-1)[tok.no_speech])
         logits = logits[0, -1]
-        tokens: list[int] = []
+        sampled: list[int] = []
         logprob_sum = 0.0
-        for step in range(max_tokens):
+        last_timestamp = tok.timestamp_begin + round(audio_seconds * 50)
+        for _ in range(max_tokens):
             logits = logits.float().masked_fill(self.suppress_mask, -math.inf)
-            if step == 0 and not prefix:
+            if not sampled:
                 logits[self.suppress_begin] = -math.inf
+            self._apply_timestamp_rules(logits, sampled, last_timestamp)
             logprobs = logits.log_softmax(-1)
             token = int(logprobs.argmax())
             logprob_sum += float(logprobs[token])
             if token == tok.eot:
                 break
-            tokens.append(token)
-            cut = _repeats_tail(tokens)
+            sampled.append(token)
+            cut = _repeats_tail([t for t in sampled if t < tok.eot])
             if cut:
-                tokens = tokens[:-cut]
+                text_tokens = [t for t in sampled if t < tok.eot][:-cut]
+                sampled = text_tokens
                 break
             logits, _ = self.model.decoder(torch.tensor([[token]]), cache)
             logits = logits[0, -1]
+        tokens = [t for t in sampled if t < tok.eot]
         text = tok.decode(tokens)
         return WindowResult(
             tokens=tokens,
             words=[],
             text=text,
-            avg_logprob=logprob_sum / (len(tokens) + 1),
+            avg_logprob=logprob_sum / (len(sampled) + 1),
             no_speech_prob=no_speech_prob,
             compression_ratio=compression_ratio(text),
         )
+
+    def _apply_timestamp_rules(self, logits: torch.Tensor, sampled: list[int], last_timestamp: int) -> None:
+        """openai-whisper's ApplyTimestampRules, for one greedy hypothesis (in place)."""
+        begin = self.tokenizer.timestamp_begin
+        eot = self.tokenizer.eot
+        logits[begin + 1 + (last_timestamp - begin) :] = -math.inf  # nothing after the window
+        if not sampled:
+            logits[:begin] = -math.inf  # the first token is a timestamp...
+            logits[begin + 50 + 1 :] = -math.inf  # ...of at most 1 s
+            return
+        last_was_timestamp = sampled[-1] >= begin
+        penultimate_was_timestamp = len(sampled) < 2 or sampled[-2] >= begin
+        if last_was_timestamp:
+            if penultimate_was_timestamp:
+                logits[begin:] = -math.inf  # a segment needs text
+            else:
+                logits[:eot] = -math.inf  # a segment end: next is a timestamp or the end
+        timestamps = [t for t in sampled if t >= begin]
+        if timestamps:
+            lowest = timestamps[-1] if last_was_timestamp and not penultimate_was_timestamp else timestamps[-1] + 1
+            logits[begin:lowest] = -math.inf  # time never runs backwards
+        logprobs = logits.log_softmax(-1)
+        if torch.logsumexp(logprobs[begin:], dim=-1) > logprobs[:begin].max():
+            logits[:begin] = -math.inf
 
     def split_words(self, tokens: list[int]) -> list[list[int]]:
         """Group tokens into words: a word starts at a token that begins with a space."""

