@@ -92,8 +92,7 @@ def select_utterances(count: int, seed: int = 0) -> list[Item]:
     count = min(count, len(utterances))
     picked = sorted(np.random.default_rng(seed).choice(len(utterances), size=count, replace=False))
     return [
-        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text)
-        for u in (utterances[int(i)] for i in picked)
+        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text) for u in (utterances[int(i)] for i in picked)
     ]
 
 
@@ -105,9 +104,7 @@ def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) 
     items = []
     for condition in conditions:
         for index in range(count):
-            meeting = simulate_meeting(
-                utterances, 3 + index % 2, condition, seed=1000 + index, aligner=aligner
-            )
+            meeting = simulate_meeting(utterances, 3 + index % 2, condition, seed=1000 + index, aligner=aligner)
             audio_path = meeting.save(workdir)
             items.append(_meeting_item(meeting, audio_path))
     return items
@@ -145,9 +142,7 @@ def load_session_items() -> list[Item]:
             seglst = metrics.speaker_text_to_seglst(texts, session.uri, session.duration_s)
         uem = [list(r) for r in read_uem(session.uem_path)] if session.uem_path else None
         rttm = [[s.speaker, s.start, s.end] for s in read_rttm(session.rttm_path)]
-        items.append(
-            Item("session", session.uri, str(session.path), session.duration_s, "", seglst, rttm, uem)
-        )
+        items.append(Item("session", session.uri, str(session.path), session.duration_s, "", seglst, rttm, uem))
     return items
 
 
@@ -169,9 +164,7 @@ class FasterWhisperSystem:
     def __init__(self, model: str) -> None:
         from faster_whisper import WhisperModel
 
-        self.model = WhisperModel(
-            str(default_whisper_model_dir()), device="cpu", compute_type="int8", cpu_threads=2
-        )
+        self.model = WhisperModel(str(default_whisper_model_dir()), device="cpu", compute_type="int8", cpu_threads=2)
 
     def run(self, item: Item) -> Output:
         audio = load_audio(item.path)
@@ -282,9 +275,7 @@ def score_item(item: Item, output: Output, tally: Tally) -> None:
         tally.der = tally.der + result
         correct = metrics.speaker_count_correct(reference, output.n_speakers or 0)
         tally.speaker_counts.append(correct)
-        row.update(
-            der=result.rate, speakers_found=output.n_speakers, speakers_true=metrics.speaker_count(reference)
-        )
+        row.update(der=result.rate, speakers_found=output.n_speakers, speakers_true=metrics.speaker_count(reference))
     tally.per_item.append(row)
 
 
@@ -379,24 +370,14 @@ def describe(items: list[Item], args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--systems", default="transcriber,faster-whisper", help="comma-separated: " + ",".join(SYSTEMS)
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", default="transcriber,faster-whisper", help="comma-separated: " + ",".join(SYSTEMS))
     parser.add_argument("--model", default="tiny.en", help="model of the transcriber engine")
-    parser.add_argument(
-        "--utterances", type=int, default=40, help="single-speaker utterances for WER (0: none)"
-    )
+    parser.add_argument("--utterances", type=int, default=40, help="single-speaker utterances for WER (0: none)")
     parser.add_argument("--meetings", type=int, default=1, help="simulated meetings per condition (0: none)")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="e.g. 0S,0L,OV10")
-    parser.add_argument(
-        "--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)"
-    )
-    parser.add_argument(
-        "--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)"
-    )
+    parser.add_argument("--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)")
+    parser.add_argument("--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)")
     parser.add_argument("--block-s", type=float, default=0.25, help="block size of the live replay, seconds")
     parser.add_argument("--workdir", type=Path, help="keep the simulated meetings and results here")
     parser.add_argument("--json", type=Path, help="write all results (per item too) here")

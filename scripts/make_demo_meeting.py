@@ -126,9 +126,7 @@ def timestamp(seconds: float) -> str:
 
 
 def script_text(turns: list[Turn], total_seconds: float) -> str:
-    voices = ", ".join(
-        f"{s.name} = espeak-ng {s.voice} -p {s.pitch} -s {s.speed}" for s in (DANIEL, SARAH, TOM)
-    )
+    voices = ", ".join(f"{s.name} = espeak-ng {s.voice} -p {s.pitch} -s {s.speed}" for s in (DANIEL, SARAH, TOM))
     lines = [
         "# Demo meeting: product launch planning. Synthesized by scripts/make_demo_meeting.py.",
         f"# Voices: {voices}.",

@@ -100,9 +100,7 @@ FORMATS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("suffix", "rate", "channels", "write", "lossless"), FORMATS, ids=[f[0] for f in FORMATS]
-)
+@pytest.mark.parametrize(("suffix", "rate", "channels", "write", "lossless"), FORMATS, ids=[f[0] for f in FORMATS])
 def test_format_decodes_to_16k_mono(tmp_path: Path, suffix, rate, channels, write, lossless) -> None:
     seconds = 2.5
     x = sweep(rate, seconds, f1=min(3000.0, rate * 0.4))

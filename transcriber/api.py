@@ -1,9 +1,9 @@
 """The Python API: a streaming engine for live audio, a function for files.
 
-    from transcriber.api import transcribe_file
-    transcript = transcribe_file("meeting.m4a")
-    for turn in transcript.sorted_turns():
-        print(transcript.display_name(turn.speaker), turn.text)
+from transcriber.api import transcribe_file
+transcript = transcribe_file("meeting.m4a")
+for turn in transcript.sorted_turns():
+    print(transcript.display_name(turn.speaker), turn.text)
 """
 
 from __future__ import annotations

@@ -239,9 +239,7 @@ def _decode_packets(
                 raise AudioDecodeError(file, f"decode failed ({_ffmpeg_reason(error)})") from error
 
 
-def _exact_duration(
-    container: av.container.InputContainer, stream: av.audio.stream.AudioStream
-) -> float | None:
+def _exact_duration(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
     """The duration to trim to, where the container states it exactly.
 
     ffmpeg's mp4 demuxer drops the AAC encoder's leading priming samples (edit

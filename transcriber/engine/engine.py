@@ -54,6 +54,9 @@ class EngineConfig:
     speaker_threshold: float = DEFAULT_THRESHOLD
     speaker_decision_seconds: float = 1.5
     refine_speakers: bool = True
+    # whole turns are longer than the pieces the live threshold was tuned on, and
+    # longer audio raises every pair's similarity: the refinement asks for more
+    refine_threshold: float = 0.75
     vad_aggressiveness: int = 2
     min_silence: float = 0.4
     # speaker change inside a turn (no pause between two speakers): windows of the
@@ -326,6 +329,7 @@ class StreamingEngine:
             [t.embedding for t in self.closed_turns],
             [t.duration for t in self.closed_turns],
             [t.speaker for t in self.closed_turns],
+            threshold=self.config.refine_threshold,
         )
         self._charge("clustering", time.perf_counter() - started, 0.0)
         events: list[Event] = []

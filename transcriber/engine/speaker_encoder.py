@@ -150,7 +150,10 @@ class SpeakerEncoder:
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
         # Cost of embed_windows at its default window and hop: every frame goes through the
-        # LSTM window / hop times (overlapping windows), plus one linear layer per window.
+        # LSTM window / hop times (overlapping windows), plus one linear layer per window:
+        # 2 x (200 x 1.35 M + 1.3 x 65 k) = 0.54 GFLOP per second of audio. embed() runs
+        # 1.3 partials of 160 frames per second (208 frames), within 4 % of this, but never
+        # less than one partial (1.6 s) however short the audio.
         frames_per_second = SAMPLE_RATE / HOP_LENGTH * window_seconds / hop_seconds
         self.flops_per_second = 2.0 * (frames_per_second * LSTM_MACS_PER_FRAME + LINEAR_MACS / hop_seconds)
 

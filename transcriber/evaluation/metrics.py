@@ -125,9 +125,7 @@ def _sum_meeteval(per_session: Mapping[str, Any]) -> ErrorCounts:
     return ErrorCounts(**{**total.__dict__, "details": {"assignment": assignments}})
 
 
-def cpwer(
-    reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]
-) -> ErrorCounts:
+def cpwer(reference_seglst: Iterable[Mapping[str, Any]], hypothesis_seglst: Iterable[Mapping[str, Any]]) -> ErrorCounts:
     """Concatenated minimum-permutation WER (meeteval), summed over sessions."""
     import meeteval
 
@@ -340,13 +338,9 @@ def transcript_to_segments(transcript: Transcript) -> list[SpeakerSegment]:
     ]
 
 
-def text_to_seglst(
-    text: str, session_id: str, speaker: str = "spk0", start: float = 0.0, end: float = 0.0
-) -> SegLST:
+def text_to_seglst(text: str, session_id: str, speaker: str = "spk0", start: float = 0.0, end: float = 0.0) -> SegLST:
     """All words under one speaker (e.g. a transcriber without diarization)."""
-    return [
-        {"session_id": session_id, "speaker": speaker, "start_time": start, "end_time": end, "words": text}
-    ]
+    return [{"session_id": session_id, "speaker": speaker, "start_time": start, "end_time": end, "words": text}]
 
 
 def speaker_text_to_seglst(texts: Mapping[str, str], session_id: str, duration: float = 0.0) -> SegLST:
@@ -355,18 +349,14 @@ def speaker_text_to_seglst(texts: Mapping[str, str], session_id: str, duration: 
 
 
 def segments_to_rttm(segments: Iterable[Timed], session_id: str) -> str:
-    return "".join(
-        rttm_line(session_id, seg.speaker, seg.start, seg.end) for seg in segments if seg.end > seg.start
-    )
+    return "".join(rttm_line(session_id, seg.speaker, seg.start, seg.end) for seg in segments if seg.end > seg.start)
 
 
 def speaker_count(segments: Iterable[Timed]) -> int:
     return len({seg.speaker for seg in segments})
 
 
-def speaker_count_correct(
-    reference_segments: Iterable[Timed], hypothesis: Transcript | Iterable[Timed] | int
-) -> bool:
+def speaker_count_correct(reference_segments: Iterable[Timed], hypothesis: Transcript | Iterable[Timed] | int) -> bool:
     """Whether the hypothesis found as many speakers as the reference has."""
     if isinstance(hypothesis, Transcript):
         found = len({turn.speaker for turn in hypothesis.turns if turn.words or turn.text.strip()})

@@ -289,9 +289,7 @@ def _boundaries_in(pause: tuple[float, float], words: list[AlignedWord], toleran
     return [
         w
         for w in range(1, len(words))
-        if words[w - 1].end <= high
-        and words[w].start >= low
-        and low < (words[w - 1].end + words[w].start) / 2 < high
+        if words[w - 1].end <= high and words[w].start >= low and low < (words[w - 1].end + words[w].start) / 2 < high
     ]
 
 
@@ -393,9 +391,7 @@ class WhisperForcedAligner:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._load()
-        tokenizer = Tokenizer(
-            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en"
-        )
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
         features = model.feature_extractor(audio)
         num_frames = min(features.shape[-1], 3000)
         encoder_output = model.encode(pad_or_trim(features))
@@ -447,9 +443,7 @@ def simulate_meeting(
     rng = np.random.default_rng(seed)
     chosen = choose_speakers(utterances, n_speakers, rng, min_speaker_material_s, max_utterances_per_speaker)
     audio_cache: dict[str, np.ndarray] = {}
-    queues = {
-        speaker: _speaker_pieces(utts, aligner, audio_cache, sample_rate) for speaker, utts in chosen.items()
-    }
+    queues = {speaker: _speaker_pieces(utts, aligner, audio_cache, sample_rate) for speaker, utts in chosen.items()}
     order = interleave_turns(queues, rng, max_speech_s)
     starts = place_turns([p.duration for _, p in order], condition, rng)
     gains = {speaker: float(rng.uniform(-1, 1) * speaker_gain_spread_db) for speaker in chosen}

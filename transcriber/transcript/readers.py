@@ -75,9 +75,7 @@ def _load_json(path: PathLike) -> Any:
         return json.load(handle)
 
 
-def _one_session(
-    items: list[dict[str, Any]], wanted: str | None, path: PathLike, key: str
-) -> list[dict[str, Any]]:
+def _one_session(items: list[dict[str, Any]], wanted: str | None, path: PathLike, key: str) -> list[dict[str, Any]]:
     """Keep one recording's items; several without a choice is an error, not a merge."""
     sessions = sorted({str(item.get(key, "")) for item in items})
     if wanted is not None:

@@ -44,9 +44,7 @@ class MultiHeadAttention(nn.Module):
         batch, length, state = x.shape
         return x.view(batch, length, self.n_head, state // self.n_head).transpose(1, 2)
 
-    def attend(
-        self, q: Tensor, k: Tensor, v: Tensor, causal: bool, want_weights: bool
-    ) -> tuple[Tensor, Tensor | None]:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, causal: bool, want_weights: bool) -> tuple[Tensor, Tensor | None]:
         """Heads-first q, k, v -> (merged output, attention weights if asked)."""
         if want_weights:
             scale = q.shape[-1] ** -0.5
