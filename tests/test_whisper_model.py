@@ -99,7 +99,8 @@ def test_int8_quantization_converts_every_linear() -> None:
     dynamic_linear = torch.ao.nn.quantized.dynamic.Linear
     converted = [m for m in quantized.modules() if isinstance(m, dynamic_linear)]
     assert len(converted) > 0
-    assert len(converted) == n_linear  # quantize_dynamic skips Linear subclasses silently: none may stay
+    # quantize_dynamic skips Linear subclasses silently: none may stay; +1 is the output projection
+    assert len(converted) == n_linear + 1
     assert not any(type(m) is torch.nn.Linear for m in quantized.modules())
     assert converted[0].weight().dtype == torch.qint8
     assert quantized.alignment_heads == model.alignment_heads
@@ -143,12 +144,13 @@ def _greedy_tokens(recognizer, features: torch.Tensor, prefix: list[int]) -> tup
     """Greedy decoding without timestamps; returns the tokens and the smallest top-1/top-2 logit gap."""
     decoder = recognizer.model.decoder
     cache = decoder.new_cache(features)
-    logits, _ = decoder(torch.tensor([prefix]), cache)
-    logits = logits[0, -1]
+    hidden, _ = decoder(torch.tensor([prefix]), cache)
+    logits = decoder.logits(hidden[0, -1])
     tokens: list[int] = []
     smallest_gap = math.inf
     for step in range(recognizer.model.dims.n_text_ctx - len(prefix)):
         logits = logits.float().masked_fill(recognizer.suppress_mask, -math.inf)
+        logits[recognizer.tokenizer.timestamp_begin :] = -math.inf  # <|notimestamps|> mode, as ctranslate2
         if step == 0:
             logits[recognizer.suppress_begin] = -math.inf
         top2 = logits.topk(2).values
@@ -157,8 +159,8 @@ def _greedy_tokens(recognizer, features: torch.Tensor, prefix: list[int]) -> tup
         if token == recognizer.tokenizer.eot:
             break
         tokens.append(token)
-        logits, _ = decoder(torch.tensor([[token]]), cache)
-        logits = logits[0, -1]
+        hidden, _ = decoder(torch.tensor([[token]]), cache)
+        logits = decoder.logits(hidden[0, -1])
     return tokens, smallest_gap
 
 

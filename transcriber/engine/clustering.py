@@ -123,6 +123,8 @@ class OnlineSpeakerClustering:
         labels: the live ids of these turns, to keep; by default those that assign()
         gave, when the turns are the ones it saw. Clusters are matched to live ids by
         the largest overlap in weight; a cluster left unmatched gets a new id.
+        threshold: overrides the live threshold; whole turns are longer than live
+        pieces and longer audio raises every pair's similarity.
         """
         n = len(embeddings)
         if n == 0:
@@ -131,7 +133,8 @@ class OnlineSpeakerClustering:
             labels = self.labels
         w = np.asarray(weights, dtype=np.float64)
         x = np.stack(embeddings)
-        clusters = agglomerate(x, w, self.threshold, self.max_speakers, self.fixed_speakers)
+        threshold = self.threshold if threshold is None else threshold
+        clusters = agglomerate(x, w, threshold, self.max_speakers, self.fixed_speakers)
         return _rename(clusters, w, labels)
 
 

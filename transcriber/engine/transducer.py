@@ -28,6 +28,9 @@ class TransducerConfig:
     max_buffer_seconds: float = 10.0
     sentence_trim_seconds: float = 4.0
     commit_margin_seconds: float = 0.4
+    # decode each window as the continuation of its committed words (exact, cheap)
+    # rather than afresh with the committed words found again by text alignment
+    force_committed_prefix: bool = True
     # a hypothesis that the model itself rates as probably not speech is dropped
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -147,7 +150,8 @@ class TurnTransducer:
         by matching the committed tail.
         """
         self.unprocessed = 0.0
-        result = self.recognizer.transcribe(self.buffer, prompt=self._prompt())
+        prefix = self._prefix() if self.config.force_committed_prefix else None
+        result = self.recognizer.transcribe(self.buffer, prompt=self._prompt(), prefix=prefix)
         cost = StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
         config = self.config
         if (
@@ -158,7 +162,13 @@ class TurnTransducer:
             TimedWord(w.text, w.start + self.buffer_start, w.end + self.buffer_start, w.probability, w.tokens)
             for w in result.words
         ]
+        if prefix is not None:
+            return words, cost
         return self._after_committed(words), cost
+
+    def _prefix(self) -> list[int]:
+        """Committed words still inside the buffer: the decoder continues after them."""
+        return [token for word in self.committed[self.committed_in_prompt :] for token in word.tokens]
 
     def _after_committed(self, words: list[TimedWord]) -> list[TimedWord]:
         """Skip the hypothesis words that say again what is committed.

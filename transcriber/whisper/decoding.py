@@ -113,6 +113,17 @@ def _median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).median(dim=-1).values
 
 
+def _words_after(words: list[TimedWord], n_tokens: int) -> list[TimedWord]:
+    """The words that follow the first ``n_tokens`` tokens."""
+    seen = 0
+    kept = []
+    for word in words:
+        if seen >= n_tokens:
+            kept.append(word)
+        seen += len(word.tokens)
+    return kept
+
+
 class WhisperRecognizer:
     """Encodes and decodes one audio window at a time; holds no stream state."""
 
@@ -158,16 +169,24 @@ class WhisperRecognizer:
         return self.model.encoder(mel[None, :, :frames])
 
     @torch.inference_mode()
-    def transcribe(self, audio: np.ndarray, prompt: list[int] | None = None, with_words: bool = True) -> WindowResult:
-        """Decode ``audio``; ``prompt`` is earlier text, given to the decoder as context."""
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        prompt: list[int] | None = None,
+        prefix: list[int] | None = None,
+        with_words: bool = True,
+    ) -> WindowResult:
+        """Decode ``audio``; ``prompt`` is earlier text, given to the decoder as context;
+        ``prefix`` is text the window is known to start with: only what follows is returned."""
+        prefix = prefix or []
         started = time.perf_counter()
         features = self.encode(audio)
         encoded = time.perf_counter()
         positions = features.shape[1]
-        result = self._greedy(features, prompt or [], audio_seconds=len(audio) / SAMPLE_RATE)
+        result = self._greedy(features, prompt or [], prefix, audio_seconds=len(audio) / SAMPLE_RATE)
         if with_words and result.tokens:
-            words = self._align(features, result.tokens, len(audio) / SAMPLE_RATE)
-            result.words = [w for w in words if w.text]
+            words = self._align(features, [*prefix, *result.tokens], len(audio) / SAMPLE_RATE)
+            result.words = [w for w in _words_after(words, len(prefix)) if w.text]
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
@@ -176,7 +195,9 @@ class WhisperRecognizer:
         result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 8, positions)
         return result
 
-    def _greedy(self, features: torch.Tensor, prompt: list[int], audio_seconds: float) -> WindowResult:
+    def _greedy(
+        self, features: torch.Tensor, prompt: list[int], prefix: list[int], audio_seconds: float
+    ) -> WindowResult:
         """Greedy decoding in timestamp mode; returns the text tokens.
 
         Timestamp tokens are decoded (and then dropped) because without them
@@ -184,14 +205,17 @@ class WhisperRecognizer:
         """
         tok = self.tokenizer
         history = [tok.sot_prev, *prompt[-(self.model.dims.n_text_ctx // 2 - 1) :]] if prompt else []
-        context = [*history, *tok.sot_sequence]
+        # a forced prefix opens with the window's first timestamp, as a decoded one would
+        forced = [tok.timestamp_begin, *prefix] if prefix else []
+        context = [*history, *tok.sot_sequence, *forced]
         # about 3 tokens a second is typical speech: allow 3x that before calling it a loop
-        max_tokens = min(int(10 + 12 * audio_seconds), self.model.dims.n_text_ctx - len(context) - 1)
+        max_tokens = min(int(10 + 12 * audio_seconds) - len(prefix), self.model.dims.n_text_ctx - len(context) - 1)
         cache = self.model.decoder.new_cache(features)
-        logits, _ = self.model.decoder(torch.tensor([context]), cache)
-        no_speech_prob = float(logits[0, len(history)].float().softmax(-1)[tok.no_speech])
-        logits = logits[0, -1]
-        sampled: list[int] = []
+        decoder = self.model.decoder
+        hidden, _ = decoder(torch.tensor([context]), cache)
+        no_speech_prob = float(decoder.logits(hidden[0, len(history)]).float().softmax(-1)[tok.no_speech])
+        logits = decoder.logits(hidden[0, -1])
+        sampled: list[int] = list(forced)
         logprob_sum = 0.0
         last_timestamp = tok.timestamp_begin + round(audio_seconds * 50)
         for _ in range(max_tokens):
@@ -207,12 +231,12 @@ class WhisperRecognizer:
             sampled.append(token)
             cut = _repeats_tail([t for t in sampled if t < tok.eot])
             if cut:
-                text_tokens = [t for t in sampled if t < tok.eot][:-cut]
-                sampled = text_tokens
+                new_text = [t for t in sampled[len(forced) :] if t < tok.eot]
+                sampled = [*forced, *new_text[: max(0, len(new_text) - cut)]]
                 break
-            logits, _ = self.model.decoder(torch.tensor([[token]]), cache)
-            logits = logits[0, -1]
-        tokens = [t for t in sampled if t < tok.eot]
+            hidden, _ = decoder(torch.tensor([[token]]), cache)
+            logits = decoder.logits(hidden[0, -1])
+        tokens = [t for t in sampled[len(forced) :] if t < tok.eot]
         text = tok.decode(tokens)
         return WindowResult(
             tokens=tokens,
@@ -270,8 +294,8 @@ class WhisperRecognizer:
         prefix = [*tok.sot_sequence, tok.no_timestamps]
         sequence = torch.tensor([[*prefix, *tokens, tok.eot]])
         cache = self.model.decoder.new_cache(features)
-        logits, cross = self.model.decoder(sequence, cache, want_cross_weights=True)
-        token_probs = logits[0, len(prefix) - 1 : -1].float().softmax(-1)
+        hidden, cross = self.model.decoder(sequence, cache, want_cross_weights=True)
+        token_probs = self.model.decoder.logits(hidden[0, len(prefix) - 1 : -1]).float().softmax(-1)
         probs = token_probs[torch.arange(len(tokens) + 1), torch.tensor([*tokens, tok.eot])]
         n_frames = max(1, min(features.shape[1], round(audio_seconds * ENCODER_POSITIONS_PER_SECOND)))
         weights = torch.stack([cross[layer][0, head] for layer, head in self.model.alignment_heads])

@@ -183,10 +183,14 @@ def load_whisper(source: ModelSource) -> Whisper:
 def quantize_int8(model: Whisper) -> Whisper:
     """Dynamic int8 quantization of every nn.Linear (weights int8, activations on the fly).
 
-    The decoder's output projection is a matmul with the tied embedding and
-    stays float32. Raises if nothing got quantized, which silently happens when
+    The decoder's output projection (tied to the token embedding) gets a quantized
+    nn.Linear copy: it is the largest matmul of each decoding step. Raises if nothing got quantized, which silently happens when
     layers are Linear subclasses.
     """
+    embedding = model.decoder.token_embedding.weight
+    projection = torch.nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
+    projection.weight = torch.nn.Parameter(embedding.detach().clone(), requires_grad=False)
+    model.decoder.output_projection = projection
     quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     n_quantized = sum(
         1 for m in quantized.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__

@@ -139,6 +139,7 @@ class TextDecoder(nn.Module):
             [ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)]
         )
         self.ln = nn.LayerNorm(n_state)
+        self.output_projection: nn.Module | None = None
 
     def new_cache(self, audio_features: Tensor) -> DecoderCache:
         cache = DecoderCache()
@@ -148,11 +149,23 @@ class TextDecoder(nn.Module):
             cache.cross_values.append(cross.split_heads(cross.value(audio_features)))
         return cache
 
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Scores over the vocabulary; the projection is tied to the token embedding.
+
+        ``output_projection`` is an nn.Linear copy of that matrix, set when the model
+        is quantized: it is the largest matmul of every decoding step."""
+        if self.output_projection is not None:
+            if hidden.dim() == 1:  # quantized linear layers want a batch dimension
+                return self.output_projection(hidden[None])[0]
+            return self.output_projection(hidden)
+        return hidden @ self.token_embedding.weight.T
+
     def forward(
         self, tokens: Tensor, cache: DecoderCache, want_cross_weights: bool = False
     ) -> tuple[Tensor, list[Tensor]]:
-        """Run ``tokens`` after what the cache holds; returns logits and, if asked,
-        the cross-attention weights of every layer (batch, heads, tokens, audio frames)."""
+        """Run ``tokens`` after what the cache holds; returns the final hidden states
+        (call ``logits`` on the positions you need) and, if asked, the cross-attention
+        weights of every layer (batch, heads, tokens, audio frames)."""
         offset = cache.length
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + tokens.shape[-1]]
         cross_weights: list[Tensor] = []
@@ -184,9 +197,7 @@ class TextDecoder(nn.Module):
                 cross_weights.append(weights)
             x = x + cross.out(out)
             x = x + block.mlp(block.mlp_ln(x))
-        x = self.ln(x)
-        logits = x @ self.token_embedding.weight.T
-        return logits, cross_weights
+        return self.ln(x), cross_weights
 
 
 class Whisper(nn.Module):
