@@ -158,8 +158,16 @@ class TurnTransducer:
             result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
         ) or result.compression_ratio > config.compression_ratio_threshold:
             return None, cost
+        # alignment may reach into the padding after the audio: clamp to what was heard
+        heard = self.buffer_start + len(self.buffer) / SAMPLE_RATE
         words = [
-            TimedWord(w.text, w.start + self.buffer_start, w.end + self.buffer_start, w.probability, w.tokens)
+            TimedWord(
+                w.text,
+                min(w.start + self.buffer_start, heard),
+                min(w.end + self.buffer_start, heard),
+                w.probability,
+                w.tokens,
+            )
             for w in result.words
         ]
         if prefix is not None:

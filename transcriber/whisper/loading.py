@@ -184,8 +184,8 @@ def quantize_int8(model: Whisper) -> Whisper:
     """Dynamic int8 quantization of every nn.Linear (weights int8, activations on the fly).
 
     The decoder's output projection (tied to the token embedding) gets a quantized
-    nn.Linear copy: it is the largest matmul of each decoding step. Raises if nothing got quantized, which silently happens when
-    layers are Linear subclasses.
+    nn.Linear copy: it is the largest matmul of each decoding step. Raises if
+    nothing got quantized, which silently happens when layers are Linear subclasses.
     """
     embedding = model.decoder.token_embedding.weight
     projection = torch.nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)

@@ -32,6 +32,6 @@ def load_recognizer(model: str = DEFAULT_MODEL, int8: bool = True, threads: int 
         suppress_begin = config.get("suppress_ids_begin", suppress_begin)
     if int8:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # quantize_dynamic's deprecation notice
+            warnings.simplefilter("ignore")  # quantize_dynamic warns that it is deprecated
             whisper = quantize_int8(whisper)
     return WhisperRecognizer(whisper, tokenizer, suppress, suppress_begin)

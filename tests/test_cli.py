@@ -1,0 +1,84 @@
+"""The command line, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SHARED_DATA, needs_shared_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _transcriber(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "transcriber", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_help_lists_commands(tmp_path: Path) -> None:
+    result = _transcriber("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("transcribe", "devices", "demo"):
+        assert command in result.stdout
+
+
+def test_unknown_format_is_refused(tmp_path: Path) -> None:
+    result = _transcriber("transcribe", "x.wav", "--format", "docx", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown format docx" in result.stderr
+
+
+@needs_shared_data
+@pytest.mark.slow
+def test_transcribe_writes_every_format_and_reports_bad_files(tmp_path: Path) -> None:
+    # a resampled stereo copy (44.1 kHz) of real speech, a text file posing as audio, an empty wav
+    speech, _ = sf.read(SHARED_DATA / "utterances/jfk_whisper/jfk.flac", dtype="float32")
+    from scipy.signal import resample_poly
+
+    stereo = np.stack([resample_poly(speech, 441, 160)] * 2, axis=1)
+    sf.write(tmp_path / "jfk stereo.wav", stereo, 44100)
+    (tmp_path / "notes.mp3").write_text("this is not audio")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1), dtype=np.float32), 16000)
+    out = tmp_path / "out"
+    result = _transcriber(
+        "transcribe",
+        "notes.mp3",
+        "jfk stereo.wav",
+        "empty.wav",
+        "missing.flac",
+        "-o",
+        str(out),
+        "--format",
+        "txt,srt,vtt,json,rttm,seglst,stm",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, "a failed file makes the exit code say so"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, result.stderr
+    assert any("notes.mp3" in e and "not an audio file" in e for e in errors)
+    assert any("empty.wav" in e and "empty" in e for e in errors)
+    assert any("missing.flac" in e and "not found" in e for e in errors)
+    written = sorted(p.name for p in out.iterdir())
+    stem = "jfk stereo"
+    assert written == sorted(
+        f"{stem}{ext}" for ext in (".txt", ".srt", ".vtt", ".json", ".rttm", ".seglst.json", ".stm")
+    )
+    data = json.loads((out / f"{stem}.json").read_text())
+    text = " ".join(turn["text"] for turn in data["turns"])
+    from transcriber.evaluation.metrics import wer
+
+    reference = (
+        "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
+    assert wer(reference, text).rate <= 0.1, text
+    assert data["cost_summary"]["stage_seconds"]["encoder"] > 0
+    assert "S1" in (out / f"{stem}.txt").read_text()
+    assert "<v S1>" in (out / f"{stem}.vtt").read_text()
