@@ -28,9 +28,10 @@ class TransducerConfig:
     max_buffer_seconds: float = 10.0
     sentence_trim_seconds: float = 4.0
     commit_margin_seconds: float = 0.4
+    trim_backoff_seconds: float = 0.2
     # decode each window as the continuation of its committed words (exact, cheap)
     # rather than afresh with the committed words found again by text alignment
-    force_committed_prefix: bool = True
+    force_committed_prefix: bool = False
     # a hypothesis that the model itself rates as probably not speech is dropped
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -63,12 +64,12 @@ def _normalized(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
-def _repeated_head(committed_tail: list[str], hypothesis: list[str]) -> int:
+def _repeated_head(committed_tail: list[str], hypothesis: list[str], single_word_ok: bool) -> int:
     """How many leading hypothesis words repeat the end of the committed words:
-    the longest n such that hypothesis[:n] equals a stretch ending the committed
-    tail, allowing the repeat to start part way into that tail; 0 if none."""
+    the longest n such that hypothesis[:n] equals the last n committed words.
+    One word alone counts only when ``single_word_ok`` (people do repeat words)."""
     for n in range(min(len(committed_tail), len(hypothesis)), 0, -1):
-        if hypothesis[:n] == committed_tail[-n:] and (n >= 2 or len(committed_tail) == 1):
+        if hypothesis[:n] == committed_tail[-n:] and (n >= 2 or single_word_ok):
             return n
     return 0
 
@@ -137,7 +138,7 @@ class TurnTransducer:
         """Text before the buffer: the turn's context and words trimmed off the buffer."""
         before_buffer = [w.text for w in self.committed[: self.committed_in_prompt]]
         text = " ".join([self.context, *before_buffer]).strip()
-        if not text:
+        if not text or self.config.prompt_tokens <= 0:
             return []
         return self.recognizer.tokenizer.encode(" " + text)[-self.config.prompt_tokens :]
 
@@ -151,8 +152,16 @@ class TurnTransducer:
         """
         self.unprocessed = 0.0
         prefix = self._prefix() if self.config.force_committed_prefix else None
-        result = self.recognizer.transcribe(self.buffer, prompt=self._prompt(), prefix=prefix)
+        prompt = self._prompt()
+        result = self.recognizer.transcribe(self.buffer, prompt=prompt, prefix=prefix)
         cost = StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
+        if prompt and not result.tokens and len(self.buffer) >= SAMPLE_RATE:
+            # the prompt can make Whisper believe the speech is over (it ends on a
+            # full stop): a turn's audio with nothing in it gets a second try without
+            result = self.recognizer.transcribe(self.buffer, prefix=prefix)
+            cost.add(
+                StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
+            )
         config = self.config
         if (
             result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
@@ -191,7 +200,9 @@ class TurnTransducer:
         in_buffer = [_normalized(w.text) for w in self.committed[self.committed_in_prompt :]]
         if not in_buffer:
             trimmed = [_normalized(w.text) for w in self.committed[: self.committed_in_prompt][-15:]]
-            return words[_repeated_head(trimmed, [_normalized(w.text) for w in words]) :]
+            # the buffer is cut a little before the last committed word ends
+            single_word_ok = bool(words) and words[0].start < self.buffer_start + 0.4
+            return words[_repeated_head(trimmed, [_normalized(w.text) for w in words], single_word_ok) :]
         head = [_normalized(w.text) for w in words[: len(in_buffer) + 5]]
         matcher = difflib.SequenceMatcher(a=in_buffer, b=head, autojunk=False)
         blocks = [block for block in matcher.get_matching_blocks() if block.size > 0]
@@ -212,7 +223,9 @@ class TurnTransducer:
             sentence_end and seconds > self.config.sentence_trim_seconds
         ):
             return
-        cut_time = self.committed_end
+        # word end times from attention alignment are loose: cut a little early, since a
+        # repeated word is recognised and dropped, while a clipped one is lost
+        cut_time = max(self.buffer_start, self.committed_end - self.config.trim_backoff_seconds)
         cut = int((cut_time - self.buffer_start) * SAMPLE_RATE)
         if cut <= 0:
             return
