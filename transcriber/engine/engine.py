@@ -16,6 +16,7 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -122,7 +123,7 @@ class StreamingEngine:
 
     def fresh(self) -> StreamingEngine:
         """A new engine for another stream that shares these loaded models."""
-        return StreamingEngine(self.recognizer, self.speaker_encoder, self.config)
+        return StreamingEngine(self.recognizer, self.speaker_encoder, copy.deepcopy(self.config))
 
     @property
     def time(self) -> float:
@@ -360,6 +361,13 @@ class StreamingEngine:
         self._charge("encoder", cost.encoder_seconds, cost.encoder_flops)
         self._charge("decoder", cost.decoder_seconds, cost.decoder_flops)
 
+    def _encoder_blocks_run(self) -> float:
+        """Fraction of encoder sub-block evaluations (per frame) actually run since the
+        last sample, as the encoder counted them; 1.0 when the encoder did not run."""
+        counter = self.recognizer.model.encoder.counter
+        run, offered = counter.take()
+        return run / offered if offered else 1.0
+
     def _cost_sample(self, force: bool) -> list[Event]:
         if not force and self.time - self.cost_from < self.config.cost_interval:
             return []
@@ -371,7 +379,7 @@ class StreamingEngine:
             audio_end=self.time,
             stage_seconds=dict(self.stage_seconds),
             stage_flops=dict(self.stage_flops),
-            encoder_blocks_run=1.0,
+            encoder_blocks_run=self._encoder_blocks_run(),
         )
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}

@@ -103,6 +103,7 @@ class AudioEncoder(nn.Module):
         self.register_buffer("positional_embedding", torch.zeros(n_ctx, n_state))
         self.blocks = nn.ModuleList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
         self.ln_post = nn.LayerNorm(n_state)
+        self.counter = SubBlockCounter()
 
     def forward(self, mel: Tensor) -> Tensor:
         """mel: (batch, n_mels, frames) with frames <= 3000 and even -> (batch, frames/2, state)."""
@@ -113,7 +114,29 @@ class AudioEncoder(nn.Module):
         x = x + self.positional_embedding[: x.shape[1]]
         for block in self.blocks:
             x = block(x)
+        sub_blocks = 2 * len(self.blocks) * x.shape[0] * x.shape[1]
+        self.counter.add(sub_blocks, sub_blocks)
         return self.ln_post(x)
+
+
+@dataclass
+class SubBlockCounter:
+    """Counts encoder sub-block evaluations (self-attention and MLP, per frame):
+    how many were offered and how many actually ran. Every one runs in this
+    encoder; one that skips frames reports fewer."""
+
+    run: int = 0
+    offered: int = 0
+
+    def add(self, run: int, offered: int) -> None:
+        self.run += run
+        self.offered += offered
+
+    def take(self) -> tuple[int, int]:
+        """The counts so far, and start again from zero."""
+        counts = (self.run, self.offered)
+        self.run = self.offered = 0
+        return counts
 
 
 @dataclass
