@@ -1,19 +1,23 @@
 """Benchmark the transcriber against plain faster-whisper on the shared data.
 
-Prints one markdown table, one row per system:
+Prints one markdown table, one row per (system, subset), and the ratio of the
+transcriber's utterance WER to faster-whisper's when both ran:
 
     python benchmarks/benchmark_engine.py                      # both systems, default subsets
     python benchmarks/benchmark_engine.py --systems faster-whisper --utterances 40 --meetings 0
     python benchmarks/benchmark_engine.py --meetings 2 --conditions 0S,OV20 --sessions
 
-Subsets: ``--utterances N`` single-speaker utterances (WER); ``--meetings N``
-simulated meetings per condition (``--conditions``; cpWER, ORC-WER, DER,
-speaker count, latency); ``--sessions`` the real recordings (pyannote sample:
-DER and cpWER/ORC-WER from its STM; 10 AMI excerpts: DER inside their UEM).
+Subsets, each scored on its own: ``utterances`` (``--utterances N``
+single-speaker utterances: WER, RTF); ``meetings <condition>`` (``--meetings N``
+simulated meetings per condition of ``--conditions``: cpWER, ORC-WER, DER,
+speaker-count accuracy, median word latency, RTF); with ``--sessions`` the real
+recordings, ``pyannote sample`` (cpWER/ORC-WER from its STM, DER) and ``AMI
+excerpts`` (DER inside their UEM, speaker-count accuracy). A last ``all`` row per
+system gives the RTF over everything, the peak memory and the model load time.
 
 Each system runs in a fresh subprocess (``--worker``) so that its peak memory
 (ru_maxrss) is its own. Real-time factor = processing time / audio duration
-(model loading excluded, reported separately in --json). Word-emission latency
+(model loading excluded, reported separately). Word-emission latency
 replays the meetings through ``StreamingEngine`` block by block on a simulated
 clock: block k arrives at (k + 1) * block_s, its processing starts when both
 the block is there and the previous one is done, and a committed word's latency
@@ -48,6 +52,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from transcriber.evaluation import metrics  # noqa: E402
 from transcriber.evaluation.data import (  # noqa: E402
+    SessionRecord,
     SharedDataMissing,
     SpeakerSegment,
     load_audio,
@@ -85,6 +90,7 @@ class Item:
     reference_seglst: list[dict[str, Any]] = field(default_factory=list)  # empty: no transcript
     reference_rttm: list[list[Any]] = field(default_factory=list)  # [speaker, start, end]
     uem: list[list[float]] | None = None
+    subset: str = ""  # the table row it is scored in: "utterances", "meetings 0S", "AMI excerpts"...
 
 
 def select_utterances(count: int, seed: int = 0) -> list[Item]:
@@ -92,7 +98,8 @@ def select_utterances(count: int, seed: int = 0) -> list[Item]:
     count = min(count, len(utterances))
     picked = sorted(np.random.default_rng(seed).choice(len(utterances), size=count, replace=False))
     return [
-        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text) for u in (utterances[int(i)] for i in picked)
+        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset="utterances")
+        for u in (utterances[int(i)] for i in picked)
     ]
 
 
@@ -119,6 +126,7 @@ def _meeting_item(meeting: SimulatedMeeting, audio_path: Path) -> Item:
         reference_seglst=meeting.to_seglst(),
         reference_rttm=[[s.speaker, s.start, s.end] for s in meeting.speaker_segments()],
         uem=[[0.0, meeting.duration]],
+        subset=f"meetings {meeting.condition}",
     )
 
 
@@ -142,8 +150,20 @@ def load_session_items() -> list[Item]:
             seglst = metrics.speaker_text_to_seglst(texts, session.uri, session.duration_s)
         uem = [list(r) for r in read_uem(session.uem_path)] if session.uem_path else None
         rttm = [[s.speaker, s.start, s.end] for s in read_rttm(session.rttm_path)]
-        items.append(Item("session", session.uri, str(session.path), session.duration_s, "", seglst, rttm, uem))
+        item = Item("session", session.uri, str(session.path), session.duration_s, "", seglst, rttm, uem)
+        item.subset = session_subset(session)
+        items.append(item)
     return items
+
+
+def session_subset(session: SessionRecord) -> str:
+    """``pyannote sample``, ``AMI excerpts`` (by their folder in the shared data), else the session's own row."""
+    folder = session.path.parent.name.lower()
+    if "ami" in folder.split("_"):
+        return "AMI excerpts"
+    if folder == "pyannote_sample":
+        return "pyannote sample"
+    return f"session {session.uri}"
 
 
 # =========================================================================== systems (run in the worker)
@@ -243,6 +263,9 @@ def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> list[
 
 @dataclass
 class Tally:
+    """What one subset of the items adds up to."""
+
+    items: int = 0
     utterance_refs: list[str] = field(default_factory=list)
     utterance_hyps: list[str] = field(default_factory=list)
     cpwer: metrics.ErrorCounts = metrics.ZERO_ERRORS
@@ -250,15 +273,18 @@ class Tally:
     der: metrics.DerResult = metrics.ZERO_DER
     speaker_counts: list[bool] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    latency_items: int = 0
     seconds: float = 0.0
     audio_s: float = 0.0
-    per_item: list[dict[str, Any]] = field(default_factory=list)
 
 
-def score_item(item: Item, output: Output, tally: Tally) -> None:
+def score_item(item: Item, output: Output, tally: Tally) -> dict[str, Any]:
+    """Add the item to its subset's tally; returns its per-item row."""
+    tally.items += 1
     tally.seconds += output.seconds
     tally.audio_s += item.duration_s
-    row: dict[str, Any] = {"id": item.id, "kind": item.kind, "rtf": output.seconds / item.duration_s}
+    row: dict[str, Any] = {"id": item.id, "kind": item.kind, "subset": item.subset}
+    row["rtf"] = output.seconds / item.duration_s
     if item.kind == "utterance":
         tally.utterance_refs.append(item.text)
         tally.utterance_hyps.append(output.text)
@@ -276,12 +302,14 @@ def score_item(item: Item, output: Output, tally: Tally) -> None:
         correct = metrics.speaker_count_correct(reference, output.n_speakers or 0)
         tally.speaker_counts.append(correct)
         row.update(der=result.rate, speakers_found=output.n_speakers, speakers_true=metrics.speaker_count(reference))
-    tally.per_item.append(row)
+    return row
 
 
-def summarize(tally: Tally, load_s: float, latency_items: int) -> dict[str, Any]:
+def summarize(tally: Tally) -> dict[str, Any]:
+    """One subset's scores; None where the subset or the system has nothing to score."""
     utterance_wer = metrics.wer(tally.utterance_refs, tally.utterance_hyps) if tally.utterance_refs else None
     return {
+        "items": tally.items,
         "utterance_wer": utterance_wer.rate if utterance_wer else None,
         "utterance_words": utterance_wer.words if utterance_wer else 0,
         "cpwer": tally.cpwer.rate if tally.cpwer.words else None,
@@ -291,14 +319,41 @@ def summarize(tally: Tally, load_s: float, latency_items: int) -> dict[str, Any]
         "speaker_count_accuracy": float(np.mean(tally.speaker_counts)) if tally.speaker_counts else None,
         "median_latency_s": statistics.median(tally.latencies) if tally.latencies else None,
         "latency_words": len(tally.latencies),
-        "latency_items": latency_items,
+        "latency_items": tally.latency_items,
         "rtf": tally.seconds / tally.audio_s if tally.audio_s else None,
         "audio_s": tally.audio_s,
         "processing_s": tally.seconds,
+    }
+
+
+def summarize_all(tallies: dict[str, Tally], load_s: float) -> dict[str, Any]:
+    """The whole run: RTF over every item, peak memory, model load time."""
+    seconds = sum(t.seconds for t in tallies.values())
+    audio_s = sum(t.audio_s for t in tallies.values())
+    return {
+        "items": sum(t.items for t in tallies.values()),
+        "rtf": seconds / audio_s if audio_s else None,
+        "audio_s": audio_s,
+        "processing_s": seconds,
         "model_load_s": load_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "items": tally.per_item,
     }
+
+
+def add_latencies(
+    system: Any, items: list[Item], rows: list[dict[str, Any]], tallies: dict[str, Tally], block_s: float
+) -> None:
+    """Replay the meetings live; a system without a live mode leaves latency n/a."""
+    for item, row in zip(items, rows, strict=True):
+        if item.kind != "meeting":
+            continue
+        found = system.latencies(item, block_s)
+        if found is None:
+            continue
+        tally = tallies[item.subset]
+        tally.latencies.extend(found)
+        tally.latency_items += 1
+        row["median_latency_s"] = statistics.median(found) if found else None
 
 
 def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
@@ -307,17 +362,15 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
     started = time.perf_counter()
     system = (TranscriberSystem if system_name == "transcriber" else FasterWhisperSystem)(job["model"])
     load_s = time.perf_counter() - started
-    tally = Tally()
-    for item in items:
-        score_item(item, system.run(item), tally)
-    latency_items = 0
-    for item in items:
-        if item.kind == "meeting":
-            found = system.latencies(item, job["block_s"])
-            if found is not None:
-                tally.latencies.extend(found)
-                latency_items += 1
-    result_path.write_text(json.dumps(summarize(tally, load_s, latency_items), indent=1), encoding="utf-8")
+    tallies: dict[str, Tally] = {}  # by subset, in the order of the items
+    rows = [score_item(item, system.run(item), tallies.setdefault(item.subset, Tally())) for item in items]
+    add_latencies(system, items, rows, tallies, job["block_s"])
+    result = {
+        "subsets": {name: summarize(tally) for name, tally in tallies.items()},
+        "all": summarize_all(tallies, load_s),
+        "items": rows,
+    }
+    result_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 
 # =========================================================================== the parent
@@ -341,22 +394,66 @@ def _num(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
 
+COLUMNS = (
+    "system",
+    "subset",
+    "items",
+    "utterance WER",
+    "cpWER",
+    "ORC-WER",
+    "DER",
+    "speaker-count acc.",
+    "median word latency",
+    "RTF",
+    "peak memory",
+    "model load",
+)
+
+
+def subset_cells(name: str, subset: str, r: dict[str, Any]) -> list[str]:
+    return [
+        name,
+        subset,
+        str(r["items"]),
+        _pct(r["utterance_wer"]),
+        _pct(r["cpwer"]),
+        _pct(r["orc_wer"]),
+        _pct(r["der"]),
+        _pct(r["speaker_count_accuracy"]),
+        _num(r["median_latency_s"], " s"),
+        _num(r["rtf"], "", 3),
+        "n/a",
+        "n/a",
+    ]
+
+
+def all_cells(name: str, r: dict[str, Any]) -> list[str]:
+    cells = [name, "all", str(r["items"])] + ["n/a"] * 6
+    return cells + [_num(r["rtf"], "", 3), _num(r["peak_rss_mib"], " MiB", 0), _num(r["model_load_s"], " s", 1)]
+
+
+def system_rows(name: str, r: dict[str, Any]) -> list[list[str]]:
+    """One row per subset, then the ``all`` row; a failed system gets a single error row."""
+    if "error" in r:
+        return [[name, "all", "n/a", f"error: {r['error']}"] + [""] * (len(COLUMNS) - 4)]
+    rows = [subset_cells(name, subset, summary) for subset, summary in r["subsets"].items()]
+    return [*rows, all_cells(name, r["all"])]
+
+
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
-    header = (
-        "| system | utterance WER | cpWER | ORC-WER | DER | speaker-count acc. "
-        "| median word latency | RTF | peak memory |"
-    )
-    lines = [header, "|" + "---|" * 9]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} |" + " |" * 7)
-            continue
-        lines.append(
-            f"| {name} | {_pct(r['utterance_wer'])} | {_pct(r['cpwer'])} | {_pct(r['orc_wer'])} "
-            f"| {_pct(r['der'])} | {_pct(r['speaker_count_accuracy'])} | {_num(r['median_latency_s'], ' s')} "
-            f"| {_num(r['rtf'], '', 3)} | {_num(r['peak_rss_mib'], ' MiB', 0)} |"
-        )
+        lines += ["| " + " | ".join(cells) + " |" for cells in system_rows(name, r)]
     return "\n".join(lines)
+
+
+def utterance_wer_ratio(results: dict[str, dict[str, Any]]) -> float | None:
+    """The transcriber's utterance WER over faster-whisper's, both from this run (keyed by system)."""
+    ours, peer = (
+        results.get(system, {}).get("subsets", {}).get("utterances", {}).get("utterance_wer")
+        for system in ("transcriber", "faster-whisper")
+    )
+    return None if ours is None or not peer else ours / peer
 
 
 def describe(items: list[Item], args: argparse.Namespace) -> str:
@@ -420,12 +517,17 @@ def main(argv: list[str] | None = None) -> int:
         job_path = workdir / "job.json"
         job = {"model": args.model, "block_s": args.block_s, "items": [item.__dict__ for item in items]}
         job_path.write_text(json.dumps(job), encoding="utf-8")
-        rows = {SYSTEMS[s].format(model=args.model): run_system(s, job_path, workdir) for s in args.systems}
+        results = {s: run_system(s, job_path, workdir) for s in args.systems}
+    rows = {SYSTEMS[s].format(model=args.model): result for s, result in results.items()}
+    ratio = utterance_wer_ratio(results)
     print(describe(items, args))
     print()
     print(markdown_table(rows))
+    if ratio is not None:
+        print(f"\nutterance WER ratio transcriber / faster-whisper: {ratio:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        report = {"data": describe(items, args), "utterance_wer_ratio": ratio, "systems": rows}
+        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
     failed = [name for name, row in rows.items() if "error" in row]
     for name in failed:
         print(f"\n{name} failed: {rows[name]['error']}", file=sys.stderr)
