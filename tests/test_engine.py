@@ -144,3 +144,23 @@ def test_pyannote_sample_diarization(engine_factory) -> None:
     # voices (same 0.75-0.79, different 0.69 cosine); the issue aims at 0.25, this is what we reach
     assert result.rate < 0.60, result
     assert any(isinstance(e, SpeakerRelabelled) for e in events) or len(transcript.speakers) >= 2
+
+
+def test_window_stays_bounded_without_agreement(engine_factory) -> None:
+    """A long turn whose hypotheses never agree still keeps Whisper's window under 30 s."""
+    engine = engine_factory()
+    transducer_config = engine.config.transducer
+    rng = np.random.default_rng(1)
+    # loud broadband noise with a speech-like 4 Hz envelope keeps the VAD in one long turn
+    t = np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
+    babble = (0.3 * rng.standard_normal(len(t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    longest = 0.0
+    seconds_in_turn = 0
+    for start in range(0, len(babble), SAMPLE_RATE):
+        engine.feed(babble[start : start + SAMPLE_RATE])
+        if engine.turn is not None:
+            seconds_in_turn += 1
+            longest = max(longest, len(engine.turn.transducer.buffer) / SAMPLE_RATE)
+    engine.finish()
+    assert seconds_in_turn >= 30, "the scenario needs one long turn"
+    assert longest <= transducer_config.force_commit_seconds + transducer_config.step_seconds + 1.0

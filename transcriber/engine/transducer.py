@@ -29,6 +29,7 @@ class TransducerConfig:
     sentence_trim_seconds: float = 4.0
     commit_margin_seconds: float = 0.4
     trim_backoff_seconds: float = 0.2
+    force_commit_seconds: float = 20.0
     # decode each window as the continuation of its committed words (exact, cheap)
     # rather than afresh with the committed words found again by text alignment
     force_committed_prefix: bool = False
@@ -103,6 +104,7 @@ class TurnTransducer:
         """Re-decode the buffer and commit what two consecutive hypotheses agree on."""
         hypothesis, cost = self._hypothesis()
         if hypothesis is None:  # rejected by a guard: wait for the next one
+            self._bound_buffer()
             return StepOutput([], list(self.previous), cost)
         # words at the very end of the window are guesses from cut-off audio
         settled_before = self.buffer_start + len(self.buffer) / SAMPLE_RATE - self.config.commit_margin_seconds
@@ -113,11 +115,27 @@ class TurnTransducer:
             and hypothesis[agreed].end <= settled_before
         ):
             agreed += 1
+        if len(self.buffer) / SAMPLE_RATE > self.config.force_commit_seconds:
+            # hypotheses that never agree (noise, babble) would grow the window past
+            # Whisper's 30 s: take the current one as final and move on
+            agreed = len(hypothesis)
         newly_committed = hypothesis[:agreed]
         self.committed.extend(newly_committed)
         self.previous = hypothesis[agreed:]
         self._trim_buffer()
+        self._bound_buffer()
         return StepOutput(newly_committed, list(self.previous), cost)
+
+    def _bound_buffer(self) -> None:
+        """Nothing could be committed and the window is full: recognition skips ahead.
+        (The recording itself keeps every sample; only this window lets go.)"""
+        if len(self.buffer) / SAMPLE_RATE <= self.config.force_commit_seconds:
+            return
+        keep = int(self.config.step_seconds * SAMPLE_RATE)
+        self.buffer_start += (len(self.buffer) - keep) / SAMPLE_RATE
+        self.buffer = self.buffer[-keep:]
+        self.previous = []
+        self.committed_in_prompt = len(self.committed)
 
     def finish(self, until: float | None = None) -> StepOutput:
         """The turn is over (at stream time ``until``, default: all audio given):
