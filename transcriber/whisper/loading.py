@@ -105,13 +105,8 @@ def ctranslate2_to_state_dict(variables: dict[str, np.ndarray]) -> tuple[ModelDi
         state.update({f"{dst}.query.weight": q, f"{dst}.query.bias": bq, f"{dst}.key.weight": k})
         state.update({f"{dst}.value.weight": val, f"{dst}.value.bias": bv})
 
-    for conv in ("conv1", "conv2"):
-        linear(f"encoder/{conv}", f"encoder.{conv}")
-    state["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
-    norm("encoder/layer_norm", "encoder.ln_post")
-    n_audio_layer = _layer_count(v, "encoder")
-    for i in range(n_audio_layer):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+    def self_attention_and_mlp(src: str, dst: str) -> None:
+        """The parts that encoder and decoder layers share."""
         fused_qkv(f"{src}/self_attention/linear_0", f"{dst}.attn")
         linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
         norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
@@ -119,15 +114,21 @@ def ctranslate2_to_state_dict(variables: dict[str, np.ndarray]) -> tuple[ModelDi
         linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
         norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
 
+    for conv in ("conv1", "conv2"):
+        linear(f"encoder/{conv}", f"encoder.{conv}")
+    state["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
+    norm("encoder/layer_norm", "encoder.ln_post")
+    n_audio_layer = _layer_count(v, "encoder")
+    for i in range(n_audio_layer):
+        self_attention_and_mlp(f"encoder/layer_{i}", f"encoder.blocks.{i}")
+
     state["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
     state["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
     norm("decoder/layer_norm", "decoder.ln")
     n_text_layer = _layer_count(v, "decoder")
     for i in range(n_text_layer):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        fused_qkv(f"{src}/self_attention/linear_0", f"{dst}.attn")
-        linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
-        norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
+        self_attention_and_mlp(src, dst)
         linear(f"{src}/attention/linear_0", f"{dst}.cross_attn.query")
         k, val = _split_fused(v[f"{src}/attention/linear_1/weight"], 2)
         _, bv = _split_fused(v[f"{src}/attention/linear_1/bias"], 2)
@@ -135,9 +136,6 @@ def ctranslate2_to_state_dict(variables: dict[str, np.ndarray]) -> tuple[ModelDi
         state[f"{dst}.cross_attn.value.bias"] = bv
         linear(f"{src}/attention/linear_2", f"{dst}.cross_attn.out")
         norm(f"{src}/attention/layer_norm", f"{dst}.cross_attn_ln")
-        linear(f"{src}/ffn/linear_0", f"{dst}.mlp.0")
-        linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
-        norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
 
     n_audio_ctx, n_audio_state = v["encoder/position_encodings/encodings"].shape
     n_text_ctx, n_text_state = v["decoder/position_encodings/encodings"].shape
