@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transcriber.whisper.decoding import TimedWord, WhisperRecognizer
+from transcriber.whisper.decoding import TimedWord, WhisperRecognizer, WindowResult
 
 SAMPLE_RATE = 16000
 
@@ -46,6 +46,10 @@ class StepCost:
     decoder_seconds: float = 0.0
     encoder_flops: float = 0.0
     decoder_flops: float = 0.0
+
+    @classmethod
+    def of(cls, result: WindowResult) -> StepCost:
+        return cls(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
 
     def add(self, other: StepCost) -> None:
         self.encoder_seconds += other.encoder_seconds
@@ -163,23 +167,22 @@ class TurnTransducer:
     def _hypothesis(self) -> tuple[list[TimedWord] | None, StepCost]:
         """Words of the buffer after the committed ones, in stream time.
 
-        The whole buffer is decoded afresh each time rather than forced to continue
-        the committed words: one wrong commit would otherwise derail the rest of
-        the turn. Committed words still in the buffer are then skipped by time and
-        by matching the committed tail.
+        By default the whole buffer is decoded afresh rather than forced to continue
+        the committed words (``force_committed_prefix``): one wrong commit would
+        otherwise derail the rest of the turn. Committed words still in the buffer
+        are then skipped by aligning them with the hypothesis text. None means a
+        guard rejected the hypothesis.
         """
         self.unprocessed = 0.0
         prefix = self._prefix() if self.config.force_committed_prefix else None
         prompt = self._prompt()
         result = self.recognizer.transcribe(self.buffer, prompt=prompt, prefix=prefix)
-        cost = StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
+        cost = StepCost.of(result)
         if prompt and not result.tokens and len(self.buffer) >= SAMPLE_RATE:
             # the prompt can make Whisper believe the speech is over (it ends on a
             # full stop): a turn's audio with nothing in it gets a second try without
             result = self.recognizer.transcribe(self.buffer, prefix=prefix)
-            cost.add(
-                StepCost(result.encoder_seconds, result.decoder_seconds, result.encoder_flops, result.decoder_flops)
-            )
+            cost.add(StepCost.of(result))
         config = self.config
         if (
             result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
