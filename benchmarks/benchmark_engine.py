@@ -212,17 +212,17 @@ class TranscriberSystem:
         self.transcribe_file = transcribe_file
         self.engine = StreamingEngine.create(model=model)
 
-    def _fresh(self) -> Any:
-        fresh = getattr(self.engine, "fresh", None)
-        return fresh() if fresh else type(self.engine).create(model=self.model_name)
+    def _fresh(self, for_files: bool) -> Any:
+        """Files are fed as fast as the CPU allows with the file configuration; live
+        replays (latency) use the live one, as the app does."""
+        from transcriber.api import TransducerConfig
+
+        return self.engine.fresh(transducer=TransducerConfig.for_files() if for_files else TransducerConfig())
 
     def run(self, item: Item) -> Output:
-        engine = self._fresh()
+        engine = self._fresh(for_files=True)
         started = time.perf_counter()
-        try:
-            transcript = self.transcribe_file(item.path, model=self.model_name, speakers=None, engine=engine)
-        except TypeError:  # an API without the engine argument
-            transcript = self.transcribe_file(item.path, model=self.model_name, speakers=None)
+        transcript = self.transcribe_file(item.path, engine=engine)
         seconds = time.perf_counter() - started
         text = " ".join(turn.text for turn in transcript.sorted_turns())
         segments = metrics.transcript_to_segments(transcript)
@@ -230,7 +230,7 @@ class TranscriberSystem:
         return Output(text, metrics.transcript_to_seglst(transcript, item.id), segments, n_speakers, seconds)
 
     def latencies(self, item: Item, block_s: float) -> list[float]:
-        return streaming_latencies(self._fresh(), load_audio(item.path), block_s)
+        return streaming_latencies(self._fresh(for_files=False), load_audio(item.path), block_s)
 
 
 def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> list[float]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from transcriber.audio.decode import AudioDecodeError, iter_blocks, probe
 from transcriber.engine.engine import EngineConfig, StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.transducer import TransducerConfig
 from transcriber.transcript.builder import TranscriptBuilder
 from transcriber.transcript.model import Transcript
 from transcriber.whisper.loading import DEFAULT_MODEL
@@ -22,6 +23,7 @@ __all__ = [
     "AudioDecodeError",
     "EngineConfig",
     "StreamingEngine",
+    "TransducerConfig",
     "Transcript",
     "transcribe_file",
 ]
@@ -41,12 +43,13 @@ def transcribe_file(
     """Transcribe one file through the streaming engine, as fast as the CPU allows.
 
     Pass ``engine`` to reuse loaded models across files (it must be fresh: one
-    engine per stream); otherwise one is created from ``model`` and ``speakers``.
+    engine per stream; ``TransducerConfig.for_files()`` suits files); otherwise one
+    is created from ``model`` and ``speakers`` with that file configuration.
     Raises AudioDecodeError for unreadable, empty or non-audio files.
     """
     info = probe(path)
     if engine is None:
-        engine = StreamingEngine.create(model=model, speakers=speakers)
+        engine = StreamingEngine.create(model=model, speakers=speakers, transducer=TransducerConfig.for_files())
     builder = TranscriptBuilder(Transcript(audio_path=str(path)))
 
     def handle(events: list[Event]) -> None:

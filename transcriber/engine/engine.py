@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from transcriber.engine.events import (
     TurnStarted,
     WordsCommitted,
 )
+from transcriber.engine.quiet import quietest_moment
 from transcriber.engine.speaker_encoder import SpeakerEncoder
 from transcriber.engine.transducer import StepCost, TransducerConfig, TurnTransducer
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
@@ -121,9 +123,10 @@ class StreamingEngine:
         recognizer = load_recognizer(config.model, int8=config.int8)
         return cls(recognizer, SpeakerEncoder(), config)
 
-    def fresh(self) -> StreamingEngine:
-        """A new engine for another stream that shares these loaded models."""
-        return StreamingEngine(self.recognizer, self.speaker_encoder, copy.deepcopy(self.config))
+    def fresh(self, **changes: Any) -> StreamingEngine:
+        """A new engine for another stream that shares these loaded models; ``changes``
+        replace fields of its config (e.g. ``transducer=TransducerConfig.for_files()``)."""
+        return StreamingEngine(self.recognizer, self.speaker_encoder, replace(copy.deepcopy(self.config), **changes))
 
     @property
     def time(self) -> float:
@@ -255,14 +258,8 @@ class StreamingEngine:
         return events + self._advance_open_turn(synced)
 
     def _quietest_point(self, start: float, end: float) -> float:
-        """The middle of the lowest-energy 50 ms inside [start, end]: a likely word boundary."""
-        first = max(self.history_start, int(start * SAMPLE_RATE))
-        audio = self.history[first - self.history_start : int(end * SAMPLE_RATE) - self.history_start]
-        hop = SAMPLE_RATE // 20
-        if len(audio) < 2 * hop:
-            return start
-        energy = np.convolve(audio**2, np.ones(hop), mode="valid")[::40]
-        return (first + int(np.argmin(energy)) * 40 + hop // 2) / SAMPLE_RATE
+        """A likely word boundary inside [start, end]."""
+        return quietest_moment(self.history, self.history_start / SAMPLE_RATE, start, end)
 
     def _turn_seconds(self, turn: _Turn) -> float:
         return self.turn_synced_until / SAMPLE_RATE - turn.start
