@@ -28,8 +28,6 @@ class TransducerConfig:
     max_buffer_seconds: float = 10.0
     sentence_trim_seconds: float = 4.0
     commit_margin_seconds: float = 0.4
-    # a word the model itself doubts waits for more audio, even when two hypotheses agree
-    min_commit_probability: float = 0.0
     trim_backoff_seconds: float = 0.2
     force_commit_seconds: float = 20.0
     # decode each window as the continuation of its committed words (exact, cheap)
@@ -44,8 +42,9 @@ class TransducerConfig:
     @classmethod
     def for_files(cls) -> TransducerConfig:
         """A file has nobody waiting for its words: hypotheses come less often and words
-        settle longer before they are final. Measured on 60 shared utterances: 8.0 %
-        WER instead of 8.8 %, at three quarters of the compute."""
+        settle longer before they are final. Measured on the first 60 shared utterances:
+        8.1 % WER instead of 8.8 %, at three quarters of the compute; and fewer words
+        committed across a speaker change before the change is detected."""
         return cls(step_seconds=1.5, commit_margin_seconds=0.8)
 
 
@@ -126,7 +125,6 @@ class TurnTransducer:
             agreed < min(len(hypothesis), len(self.previous))
             and _normalized(hypothesis[agreed].text) == _normalized(self.previous[agreed].text)
             and hypothesis[agreed].end <= settled_before
-            and hypothesis[agreed].probability >= self.config.min_commit_probability
         ):
             agreed += 1
         if len(self.buffer) / SAMPLE_RATE > self.config.force_commit_seconds:
