@@ -25,10 +25,17 @@ __all__ = [
     "StreamingEngine",
     "TransducerConfig",
     "Transcript",
+    "file_engine",
     "transcribe_file",
 ]
 
 ProgressCallback = Callable[[float, float | None], None]  # (seconds done, total seconds or None)
+
+
+def file_engine(model: str = DEFAULT_MODEL, speakers: int | None = None) -> StreamingEngine:
+    """An engine set up for files (``TransducerConfig.for_files()``); ``fresh()`` gives
+    one per file that shares its loaded models."""
+    return StreamingEngine.create(model=model, speakers=speakers, transducer=TransducerConfig.for_files())
 
 
 def transcribe_file(
@@ -43,13 +50,13 @@ def transcribe_file(
     """Transcribe one file through the streaming engine, as fast as the CPU allows.
 
     Pass ``engine`` to reuse loaded models across files (it must be fresh: one
-    engine per stream; ``TransducerConfig.for_files()`` suits files); otherwise one
-    is created from ``model`` and ``speakers`` with that file configuration.
+    engine per stream; see ``file_engine``); otherwise one is created by
+    ``file_engine(model, speakers)``.
     Raises AudioDecodeError for unreadable, empty or non-audio files.
     """
     info = probe(path)
     if engine is None:
-        engine = StreamingEngine.create(model=model, speakers=speakers, transducer=TransducerConfig.for_files())
+        engine = file_engine(model, speakers)
     builder = TranscriptBuilder(Transcript(audio_path=str(path)))
 
     def handle(events: list[Event]) -> None:

@@ -63,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load_engine(model: str, speakers: int | None):
-    from transcriber.engine.engine import StreamingEngine
-    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.api import file_engine
     from transcriber.whisper.loading import ModelNotFoundError
 
     try:
-        return StreamingEngine.create(model=model, speakers=speakers, transducer=TransducerConfig.for_files())
+        return file_engine(model, speakers)
     except ModelNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return None
