@@ -12,6 +12,7 @@ from transcriber.engine.events import (
     PartialText,
     SpeakerRelabelled,
     TurnEnded,
+    TurnRevised,
     TurnStarted,
     WordsCommitted,
 )
@@ -73,6 +74,9 @@ def test_event_stream_is_well_formed(engine_factory) -> None:
             started = open_turns[event.turn_id]
             assert event.speaker == started.speaker and event.start == started.start <= event.end
             closed.add(event.turn_id)
+        elif isinstance(event, TurnRevised):
+            assert event.turn_id in closed, "the second pass revises turns that are over"
+            assert all(w.start <= w.end <= event.audio_time + 1e-6 for w in event.words)
         assert event.channel == 0
     assert closed == set(open_turns), "every turn that opened was closed"
     assert committed_words >= 20
@@ -80,6 +84,34 @@ def test_event_stream_is_well_formed(engine_factory) -> None:
     assert costs and sum(e.stage_seconds.get("encoder", 0.0) for e in costs) > 0
     assert sum(e.stage_flops.get("encoder", 0.0) for e in costs) > 1e9
     assert all(0.0 < e.encoder_blocks_run <= 1.0 for e in costs)
+
+
+@needs_shared_data
+def test_second_pass_joins_turns_split_by_a_pause(engine_factory) -> None:
+    """A title, a pause, then the text: the streaming pass on the short turns wrote
+    "When Wendy grew up, When Wendy"; the second pass decodes the stretch whole."""
+    from transcriber.evaluation.metrics import wer
+
+    path = SHARED_DATA / "utterances/librispeech_tc100_resemblyzer/1040-133433-0000.flac"
+    audio, _ = sf.read(path, dtype="float32")
+    events = _run(engine_factory(), audio)
+    turns = _transcript(events).sorted_turns()
+    text = " ".join(turn.text for turn in turns)
+    reference = (
+        "CHAPTER SEVENTEEN WHEN WENDY GREW UP I HOPE YOU WANT TO KNOW WHAT BECAME OF THE OTHER BOYS THEY WERE "
+        "WAITING BELOW TO GIVE WENDY TIME TO EXPLAIN ABOUT THEM AND WHEN THEY HAD COUNTED FIVE HUNDRED THEY WENT UP"
+    )
+    assert len(turns) >= 2 and any(isinstance(e, TurnRevised) for e in events)
+    assert wer(reference, text).rate <= 0.05, text
+    streamed_only = _transcript(_run(engine_factory(transducer=_without_second_pass()), audio))
+    streamed_text = " ".join(turn.text for turn in streamed_only.sorted_turns())
+    assert wer(reference, text).errors < wer(reference, streamed_text).errors, streamed_text
+
+
+def _without_second_pass():
+    from transcriber.engine.transducer import TransducerConfig
+
+    return TransducerConfig(revise_turns=False)
 
 
 def test_silence_and_noise_give_no_words(engine_factory) -> None:

@@ -12,11 +12,17 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   every turn goes to channel 0; events carry the channel so that a second
   channel fits in without redesign.
 * transducer: streaming Whisper with LocalAgreement-2 on the turn's audio.
+  A second pass revises finished turns: turns less than ``stretch_gap`` apart
+  form a stretch (up to ``revision_section_seconds`` of audio), decoded whole
+  once it is complete, so that a sentence cut by a pause or a speaker change
+  keeps its context; its words go back to the turns by time.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
+import difflib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,12 +37,13 @@ from transcriber.engine.events import (
     PartialText,
     SpeakerRelabelled,
     TurnEnded,
+    TurnRevised,
     TurnStarted,
     WordsCommitted,
 )
 from transcriber.engine.quiet import quietest_moment
 from transcriber.engine.speaker_encoder import SpeakerEncoder
-from transcriber.engine.transducer import StepCost, TransducerConfig, TurnTransducer
+from transcriber.engine.transducer import SecondPass, StepCost, TransducerConfig, TurnTransducer, normalized_word
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
 from transcriber.transcript.model import Word
 from transcriber.whisper.decoding import TimedWord, WhisperRecognizer
@@ -62,6 +69,8 @@ class EngineConfig:
     refine_threshold: float = 0.75
     vad_aggressiveness: int = 2
     min_silence: float = 0.4
+    # turns closer than this share their second pass (see module docstring)
+    stretch_gap: float = 1.0
     # speaker change inside a turn (no pause between two speakers): windows of the
     # open turn are compared with its speaker; two dissimilar windows in a row split it
     change_window: float = 1.5
@@ -77,6 +86,7 @@ class _Turn:
     turn_id: int
     start: float
     transducer: TurnTransducer
+    end: float | None = None  # set when the turn closes
     speaker: str | None = None
     held: list[Event] = field(default_factory=list)  # events waiting for the speaker decision
     last_partial: str = ""
@@ -84,6 +94,15 @@ class _Turn:
     strikes: list[float] = field(default_factory=list)  # starts of windows unlike the speaker
     # embeddings already computed for stretches of the turn: (start, end, embedding)
     windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class _Stretch:
+    """Closed turns close together in time, waiting for their second pass."""
+
+    turns: list[_Turn]
+    start: float
+    end: float
 
 
 @dataclass
@@ -108,6 +127,8 @@ class StreamingEngine:
         self.history = np.zeros(0, dtype=np.float32)
         self.history_start = 0  # sample index of history[0]
         self.turn: _Turn | None = None
+        self.second_pass = SecondPass(recognizer, config.transducer)
+        self.stretch: _Stretch | None = None
         self.turn_synced_until = 0  # sample index up to which the open turn has its audio
         self.closed_turns: list[_ClosedTurn] = []
         self.next_turn_id = 1
@@ -148,6 +169,8 @@ class StreamingEngine:
             else:
                 events += self._close_turn(vad_event.time)
         events += self._advance_open_turn(self.samples_seen)
+        if self._stretch_complete():
+            events += self._revise_stretch()
         self._forget_history()
         events += self._cost_sample(force=False)
         return events
@@ -160,6 +183,7 @@ class StreamingEngine:
                 events += self._close_turn(vad_event.time)
         if self.turn is not None:
             events += self._close_turn(self.time)
+        events += self._revise_stretch()
         if self.config.refine_speakers:
             events += self._refine_speakers()
         events += self._cost_sample(force=True)
@@ -219,11 +243,68 @@ class StreamingEngine:
         self._charge_step(output.cost)
         events += self._word_events(turn, output.committed, [])
         events.append(TurnEnded(turn.turn_id, CHANNEL, turn.speaker or "S?", turn.start, end))
+        turn.end = end
+        if self.config.transducer.revise_turns:
+            events += self._join_stretch(turn)
         self.closed_turns.append(
             _ClosedTurn(turn.turn_id, turn.speaker or "S?", self._turn_embedding(turn, end), end - turn.start)
         )
         self.previous_text = (self.previous_text + [w.text for w in turn.transducer.committed])[-200:]
         self.turn = None
+        return events
+
+    # -- second pass ---------------------------------------------------------------------------------
+    def _join_stretch(self, turn: _Turn) -> list[Event]:
+        """Add a closed turn to the stretch waiting for its second pass, or revise that
+        stretch first if the turn is too far from it or would make it too long."""
+        assert turn.end is not None
+        events: list[Event] = []
+        stretch = self.stretch
+        if stretch is not None and (
+            turn.start - stretch.end > self.config.stretch_gap
+            or turn.end - stretch.start > self.config.transducer.revision_section_seconds
+        ):
+            events += self._revise_stretch()
+        if self.stretch is None:
+            self.stretch = _Stretch([], turn.start, turn.end)
+        self.stretch.turns.append(turn)
+        self.stretch.end = turn.end
+        return events
+
+    def _stretch_complete(self) -> bool:
+        """No later turn can join: a pause longer than the gap, or the open turn would
+        make the stretch too long."""
+        stretch = self.stretch
+        if stretch is None:
+            return False
+        if self.turn is None:
+            return self.time - stretch.end > self.config.stretch_gap
+        return (
+            self.turn.start - stretch.end > self.config.stretch_gap
+            or self.time - stretch.start > self.config.transducer.revision_section_seconds
+        )
+
+    def _revise_stretch(self) -> list[Event]:
+        """Decode the stretch whole and give each of its turns its share of the words."""
+        stretch, self.stretch = self.stretch, None
+        if stretch is None:
+            return []
+        start = max(stretch.start, self.history_start / SAMPLE_RATE)
+        audio = self._audio_span(start, stretch.end)
+        if len(audio) < SAMPLE_RATE // 10:
+            return []
+        streamed = [w for turn in stretch.turns for w in turn.transducer.committed]
+        owners = [index for index, turn in enumerate(stretch.turns) for _ in turn.transducer.committed]
+        context = stretch.turns[0].transducer.context
+        revised, cost = self.second_pass.revise(audio, start, streamed, context)
+        self._charge_step(cost)
+        spans = [(turn.start, turn.end or turn.start) for turn in stretch.turns]
+        shares = share_among_turns(revised, streamed, owners, spans)
+        events: list[Event] = []
+        for turn, words in zip(stretch.turns, shares, strict=True):
+            if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
+                turn.transducer.committed = words
+                events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
         return events
 
     def _speaker_change(self, turn: _Turn) -> float | None:
@@ -308,16 +389,18 @@ class StreamingEngine:
         events: list[Event] = []
         now = self.time
         if committed:
-            words = tuple(
-                Word(w.text, round(w.start, 3), round(max(w.end, w.start), 3), round(w.probability, 3))
-                for w in committed
-            )
-            events.append(WordsCommitted(turn.turn_id, CHANNEL, words, now))
+            events.append(WordsCommitted(turn.turn_id, CHANNEL, self._words(committed), now))
         partial_text = " ".join(w.text for w in partial)
         if partial_text != turn.last_partial:
             turn.last_partial = partial_text
             events.append(PartialText(turn.turn_id, CHANNEL, partial_text, now))
         return events
+
+    @staticmethod
+    def _words(words: list[TimedWord]) -> tuple[Word, ...]:
+        return tuple(
+            Word(w.text, round(w.start, 3), round(max(w.end, w.start), 3), round(w.probability, 3)) for w in words
+        )
 
     def _refine_speakers(self) -> list[Event]:
         if len(self.closed_turns) < 2:
@@ -329,6 +412,7 @@ class StreamingEngine:
             [t.speaker for t in self.closed_turns],
             threshold=self.config.refine_threshold,
         )
+        labels = _without_gaps(labels)
         self._charge("clustering", time.perf_counter() - started, 0.0)
         events: list[Event] = []
         for closed, label in zip(self.closed_turns, labels, strict=True):
@@ -340,6 +424,8 @@ class StreamingEngine:
     def _forget_history(self) -> None:
         """Keep the open turn's audio and a couple of seconds before now; drop the rest."""
         keep_from = self.samples_seen - 2 * SAMPLE_RATE
+        if self.stretch is not None:
+            keep_from = min(keep_from, int(self.stretch.start * SAMPLE_RATE))
         if self.turn is not None:
             # a very long turn keeps only its last minute: enough for its speaker embedding
             turn_from = max(int(self.turn.start * SAMPLE_RATE), self.samples_seen - 60 * SAMPLE_RATE)
@@ -381,3 +467,56 @@ class StreamingEngine:
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}
         return [sample]
+
+
+def _without_gaps(labels: list[str]) -> list[str]:
+    """Speaker ids numbered S1..Sk: when the refinement merged S1 away, the rest move
+    down in their order ({S2, S3} -> {S1, S2}); ids already without gaps stay."""
+
+    def number(label: str) -> int:
+        return int(label[1:]) if label[1:].isdigit() else 10**6
+
+    order = sorted(set(labels), key=lambda label: (number(label), label))
+    renamed = {label: f"S{index}" for index, label in enumerate(order, start=1)}
+    return [renamed[label] for label in labels]
+
+
+def share_among_turns(
+    revised: list[TimedWord], streamed: list[TimedWord], owners: list[int], spans: list[tuple[float, float]]
+) -> list[list[TimedWord]]:
+    """Which turn of a stretch each second-pass word belongs to.
+
+    Word timings from a long window drift by a few tenths of a second, enough to push
+    a turn's last word into the next turn. So the second-pass words are aligned by
+    text with the streaming words, whose turns are known (``owners``: a turn index
+    per streaming word), and take their turn and their times. Words the streaming
+    pass did not have go by time: to the turn whose span (``spans``), halfway
+    into the gaps, holds their middle, if both aligned neighbours do not agree.
+    """
+    turn_of: list[int | None] = [None] * len(revised)
+    timed = list(revised)
+    matcher = difflib.SequenceMatcher(
+        a=[normalized_word(w.text) for w in streamed], b=[normalized_word(w.text) for w in revised], autojunk=False
+    )
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            old = streamed[block.a + k]
+            turn_of[block.b + k] = owners[block.a + k]
+            timed[block.b + k] = replace(revised[block.b + k], start=old.start, end=old.end)
+    boundaries = [(spans[i][1] + spans[i + 1][0]) / 2 for i in range(len(spans) - 1)]
+    for j, word in enumerate(revised):
+        if turn_of[j] is not None:
+            continue
+        before = next((turn_of[i] for i in range(j - 1, -1, -1) if turn_of[i] is not None), None)
+        after = next((turn_of[i] for i in range(j + 1, len(revised)) if turn_of[i] is not None), None)
+        if before is not None and before == after:
+            turn_of[j] = before
+        else:
+            by_time = bisect.bisect_right(boundaries, (word.start + word.end) / 2)
+            low = before if before is not None else 0
+            high = after if after is not None else len(spans) - 1
+            turn_of[j] = min(max(by_time, low), high)
+    shares: list[list[TimedWord]] = [[] for _ in spans]
+    for word, owner in zip(timed, turn_of, strict=True):
+        shares[owner if owner is not None else 0].append(word)
+    return shares

@@ -43,6 +43,17 @@ class WordsCommitted:
 
 
 @dataclass(frozen=True)
+class TurnRevised:
+    """The turn's final words from a second pass over its whole audio; they replace
+    the words committed while it was open. Sent just before its ``TurnEnded``."""
+
+    turn_id: int
+    channel: int
+    words: tuple[Word, ...]
+    audio_time: float
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """``<eot>``: the turn closes."""
 
@@ -83,4 +94,4 @@ class CostSample:
     encoder_blocks_run: float = 1.0
 
 
-Event = TurnStarted | PartialText | WordsCommitted | TurnEnded | SpeakerRelabelled | CostSample
+Event = TurnStarted | PartialText | WordsCommitted | TurnRevised | TurnEnded | SpeakerRelabelled | CostSample

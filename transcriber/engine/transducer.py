@@ -7,6 +7,12 @@ Transcription System", 2023): once two consecutive hypotheses agree on them.
 When the buffer grows past ``max_buffer_seconds`` it is cut after the last
 committed word, and the committed text becomes the decoder prompt, so the
 encoder cost stays bounded for long monologues.
+
+When the turn ends, a second pass (``revise``) decodes its whole audio at once,
+as in two-pass streaming recognisers (Sainath et al., "Two-Pass End-to-End
+Speech Recognition", 2019): the streaming words show up early, the second pass
+gives the turn the accuracy of a whole-utterance decode. Where the second pass
+fails its guards, the streaming words stay.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from transcriber.engine.quiet import quietest_moment
 from transcriber.whisper.decoding import TimedWord, WhisperRecognizer, WindowResult
 
 SAMPLE_RATE = 16000
@@ -38,6 +45,11 @@ class TransducerConfig:
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     prompt_tokens: int = 120
+    # second pass over each finished turn, in sections of at most this length
+    # (Whisper's window is 30 s; the recognizer pads 1 s)
+    revise_turns: bool = True
+    revision_section_seconds: float = 25.0
+    revision_min_word_ratio: float = 0.6
 
     @classmethod
     def for_files(cls) -> TransducerConfig:
@@ -73,7 +85,7 @@ class StepOutput:
     cost: StepCost = field(default_factory=StepCost)
 
 
-def _normalized(word: str) -> str:
+def normalized_word(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
@@ -85,6 +97,42 @@ def _repeated_head(committed_tail: list[str], hypothesis: list[str], single_word
         if hypothesis[:n] == committed_tail[-n:] and (n >= 2 or single_word_ok):
             return n
     return 0
+
+
+def _prompt_tokens(recognizer: WhisperRecognizer, config: TransducerConfig, text: str) -> list[int]:
+    if not text or config.prompt_tokens <= 0:
+        return []
+    return recognizer.tokenizer.encode(" " + text)[-config.prompt_tokens :]
+
+
+def _rejected(result: WindowResult, config: TransducerConfig) -> bool:
+    """Probably not speech, by the model's own account, or a repetition loop."""
+    return (
+        result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
+    ) or result.compression_ratio > config.compression_ratio_threshold
+
+
+def _in_stream_time(result: WindowResult, start: float, heard: float) -> list[TimedWord]:
+    """Window times to stream times; alignment may reach into the padding after
+    the audio: clamp to what was heard."""
+    return [
+        TimedWord(w.text, min(w.start + start, heard), min(w.end + start, heard), w.probability, w.tokens)
+        for w in result.words
+    ]
+
+
+def without_padding_echo(words: list[TimedWord], heard: float, tail_seconds: float = 0.3) -> list[TimedWord]:
+    """Drop a closing repeat that Whisper wrote into the silence padded after the audio:
+    the last k >= 2 words say again words said earlier in the same hypothesis, and the
+    alignment squeezes all of them into the last ``tail_seconds`` of what was heard."""
+    texts = [normalized_word(w.text) for w in words]
+    for k in range(len(words) // 2, 1, -1):
+        tail = texts[-k:]
+        if words[-k].start < heard - tail_seconds:
+            continue
+        if any(texts[i : i + k] == tail for i in range(len(words) - 2 * k + 1)):
+            return words[:-k]
+    return words
 
 
 class TurnTransducer:
@@ -123,7 +171,7 @@ class TurnTransducer:
         agreed = 0
         while (
             agreed < min(len(hypothesis), len(self.previous))
-            and _normalized(hypothesis[agreed].text) == _normalized(self.previous[agreed].text)
+            and normalized_word(hypothesis[agreed].text) == normalized_word(self.previous[agreed].text)
             and hypothesis[agreed].end <= settled_before
         ):
             agreed += 1
@@ -158,8 +206,9 @@ class TurnTransducer:
         if len(self.buffer) < SAMPLE_RATE // 10:
             return StepOutput([], [])
         hypothesis, cost = self._hypothesis()
-        if hypothesis is None:
-            hypothesis = self.previous  # the last hypothesis that passed the guards
+        if hypothesis is None:  # the last hypothesis that passed the guards, up to the end
+            end = self.buffer_start + len(self.buffer) / SAMPLE_RATE
+            hypothesis = [w for w in self.previous if (w.start + w.end) / 2 < end]
         self.committed.extend(hypothesis)
         self.previous = []
         return StepOutput(hypothesis, [], cost)
@@ -167,10 +216,7 @@ class TurnTransducer:
     def _prompt(self) -> list[int]:
         """Text before the buffer: the turn's context and words trimmed off the buffer."""
         before_buffer = [w.text for w in self.committed[: self.committed_in_prompt]]
-        text = " ".join([self.context, *before_buffer]).strip()
-        if not text or self.config.prompt_tokens <= 0:
-            return []
-        return self.recognizer.tokenizer.encode(" " + text)[-self.config.prompt_tokens :]
+        return _prompt_tokens(self.recognizer, self.config, " ".join([self.context, *before_buffer]).strip())
 
     def _hypothesis(self) -> tuple[list[TimedWord] | None, StepCost]:
         """Words of the buffer after the committed ones, in stream time.
@@ -191,23 +237,10 @@ class TurnTransducer:
             # full stop): a turn's audio with nothing in it gets a second try without
             result = self.recognizer.transcribe(self.buffer, prefix=prefix)
             cost.add(StepCost.of(result))
-        config = self.config
-        if (
-            result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
-        ) or result.compression_ratio > config.compression_ratio_threshold:
+        if _rejected(result, self.config):
             return None, cost
-        # alignment may reach into the padding after the audio: clamp to what was heard
         heard = self.buffer_start + len(self.buffer) / SAMPLE_RATE
-        words = [
-            TimedWord(
-                w.text,
-                min(w.start + self.buffer_start, heard),
-                min(w.end + self.buffer_start, heard),
-                w.probability,
-                w.tokens,
-            )
-            for w in result.words
-        ]
+        words = without_padding_echo(_in_stream_time(result, self.buffer_start, heard), heard)
         if prefix is not None:
             return words, cost
         return self._after_committed(words), cost
@@ -226,13 +259,13 @@ class TurnTransducer:
         cut time is only as good as the word timings): a hypothesis that opens by
         repeating the last of them drops the repeat.
         """
-        in_buffer = [_normalized(w.text) for w in self.committed[self.committed_in_prompt :]]
+        in_buffer = [normalized_word(w.text) for w in self.committed[self.committed_in_prompt :]]
         if not in_buffer:
-            trimmed = [_normalized(w.text) for w in self.committed[: self.committed_in_prompt][-15:]]
+            trimmed = [normalized_word(w.text) for w in self.committed[: self.committed_in_prompt][-15:]]
             # the buffer is cut a little before the last committed word ends
             single_word_ok = bool(words) and words[0].start < self.buffer_start + 0.4
-            return words[_repeated_head(trimmed, [_normalized(w.text) for w in words], single_word_ok) :]
-        head = [_normalized(w.text) for w in words[: len(in_buffer) + 5]]
+            return words[_repeated_head(trimmed, [normalized_word(w.text) for w in words], single_word_ok) :]
+        head = [normalized_word(w.text) for w in words[: len(in_buffer) + 5]]
         matcher = difflib.SequenceMatcher(a=in_buffer, b=head, autojunk=False)
         blocks = [block for block in matcher.get_matching_blocks() if block.size > 0]
         if not blocks:
@@ -261,3 +294,71 @@ class TurnTransducer:
         self.buffer = self.buffer[cut:]
         self.buffer_start = cut_time
         self.committed_in_prompt = len(self.committed)
+
+
+class SecondPass:
+    """Decodes a finished stretch of speech (one or more turns) in as few sections as
+    Whisper's window allows, and keeps the streaming words where it fails."""
+
+    def __init__(self, recognizer: WhisperRecognizer, config: TransducerConfig):
+        self.recognizer = recognizer
+        self.config = config
+
+    def revise(
+        self, audio: np.ndarray, start: float, streamed: list[TimedWord], context: str
+    ) -> tuple[list[TimedWord], StepCost]:
+        """The words of ``audio`` (it starts at stream time ``start``); ``streamed`` are the
+        words the streaming pass committed for it, ``context`` the text said before.
+
+        Each section's words replace the streaming words whose middles fall inside
+        it; a section whose decode fails a guard, or that finds much less than the
+        streaming pass found, keeps the streaming words. Streaming words outside the
+        audio (a turn longer than the audio kept) stay as they are.
+        """
+        cost = StepCost()
+        end = start + len(audio) / SAMPLE_RATE
+        revised = [w for w in streamed if (w.start + w.end) / 2 < start]
+        for section_start, section_end in self._sections(audio, start, end):
+            first = int(round((section_start - start) * SAMPLE_RATE))
+            last = int(round((section_end - start) * SAMPLE_RATE))
+            heard = [w for w in streamed if section_start <= (w.start + w.end) / 2 < section_end]
+            prompt = " ".join([context, *(w.text for w in revised)]).strip()
+            section = audio[first:last]
+            words, section_cost = self._decode_section(section, section_start, prompt)
+            cost.add(section_cost)
+            if prompt and self._skipped_speech(words, heard):
+                # the prompt can lead Whisper to jump ahead: once more without it
+                words, section_cost = self._decode_section(section, section_start, "")
+                cost.add(section_cost)
+            revised.extend(heard if self._skipped_speech(words, heard) else words)
+        revised.extend(w for w in streamed if (w.start + w.end) / 2 >= end)
+        return revised, cost
+
+    def _skipped_speech(self, words: list[TimedWord] | None, streamed: list[TimedWord]) -> bool:
+        """A second-pass section is not trusted when a guard rejected it, or when it
+        has far fewer words than the streaming pass heard in the same audio (Whisper
+        sometimes skips a sentence; the streaming pass saw it in short windows)."""
+        return words is None or len(words) < self.config.revision_min_word_ratio * len(streamed)
+
+    def _sections(self, audio: np.ndarray, start: float, end: float) -> list[tuple[float, float]]:
+        """Cut [start, end] into pieces no longer than ``revision_section_seconds``,
+        each cut at the quietest moment of the last 5 s before the limit."""
+        limit = self.config.revision_section_seconds
+        sections = []
+        section_start = start
+        while end - section_start > limit:
+            cut = quietest_moment(audio, start, section_start + limit - 5.0, section_start + limit)
+            cut = cut if cut > section_start else section_start + limit
+            sections.append((section_start, cut))
+            section_start = cut
+        sections.append((section_start, end))
+        return sections
+
+    def _decode_section(self, audio: np.ndarray, start: float, context: str) -> tuple[list[TimedWord] | None, StepCost]:
+        prompt = _prompt_tokens(self.recognizer, self.config, context)
+        result = self.recognizer.transcribe(audio, prompt=prompt)
+        cost = StepCost.of(result)
+        if _rejected(result, self.config):
+            return None, cost
+        heard = start + len(audio) / SAMPLE_RATE
+        return without_padding_echo(_in_stream_time(result, start, heard), heard), cost

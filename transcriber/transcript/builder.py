@@ -17,6 +17,7 @@ from transcriber.engine.events import (
     PartialText,
     SpeakerRelabelled,
     TurnEnded,
+    TurnRevised,
     TurnStarted,
     WordsCommitted,
 )
@@ -128,6 +129,8 @@ class TranscriptBuilder:
                 self._on_partial(event)
             case WordsCommitted():
                 self._on_words(event)
+            case TurnRevised():
+                self._on_revised(event)
             case TurnEnded():
                 self._on_turn_ended(event)
             case SpeakerRelabelled():
@@ -165,6 +168,16 @@ class TranscriptBuilder:
             self._see(word.end)
         # The old partial covered the words just committed; keeping it would show
         # them twice until the next PartialText arrives.
+        self._partials.pop(event.turn_id, None)
+        self._see(event.audio_time)
+
+    def _on_revised(self, event: TurnRevised) -> None:
+        first_start = event.words[0].start if event.words else event.audio_time
+        turn = self._get_or_create(event.turn_id, event.channel, first_start)
+        turn.words = list(event.words)
+        for word in event.words:
+            turn.end = max(turn.end, word.end)
+            self._see(word.end)
         self._partials.pop(event.turn_id, None)
         self._see(event.audio_time)
 

@@ -1,0 +1,72 @@
+"""The second pass's pure parts: padding echoes, sharing words out to turns, the builder."""
+
+from __future__ import annotations
+
+from transcriber.engine.engine import share_among_turns
+from transcriber.engine.events import TurnEnded, TurnRevised, TurnStarted, WordsCommitted
+from transcriber.engine.transducer import without_padding_echo
+from transcriber.transcript.builder import TranscriptBuilder
+from transcriber.transcript.model import Word
+from transcriber.whisper.decoding import TimedWord
+
+
+def _words(text: str, start: float, step: float = 0.3) -> list[TimedWord]:
+    return [TimedWord(t, start + i * step, start + (i + 1) * step, 0.9) for i, t in enumerate(text.split())]
+
+
+def test_a_repeat_squeezed_into_the_padding_is_dropped() -> None:
+    said = _words("never made public before.", 8.0)
+    echo = [TimedWord(t, 9.51, 9.51, 0.5) for t in "Never made public before.".split()]
+    assert [w.text for w in without_padding_echo(said + echo, heard=9.53)] == [w.text for w in said]
+
+
+def test_a_repeat_that_was_really_said_stays() -> None:
+    # "ask not ... ask what": the second "ask" is early in the audio, not in the padding
+    words = _words("ask what you can ask what you can", 1.0)
+    assert without_padding_echo(words, heard=words[-1].end + 2.0) == words
+    # a single repeated closing word is not enough to call it an echo
+    words = _words("yes I said yes", 1.0)
+    assert without_padding_echo(words, heard=words[-1].end) == words
+
+
+def test_words_follow_their_streaming_turn_despite_late_timings() -> None:
+    streamed = _words("next month.", 4.8) + _words("Thanks, Daniel.", 6.0)
+    owners = [0, 0, 1, 1]
+    # the long window put "month." after the boundary between the turns (5.85)
+    revised = [
+        TimedWord("next", 5.3, 5.6, 0.9),
+        TimedWord("month.", 5.7, 6.1, 0.9),
+        TimedWord("Thanks,", 6.2, 6.5, 0.9),
+        TimedWord("Daniel.", 6.5, 6.9, 0.9),
+    ]
+    first, second = share_among_turns(revised, streamed, owners, [(3.0, 5.7), (6.0, 7.0)])
+    assert [w.text for w in first] == ["next", "month."]
+    assert [w.text for w in second] == ["Thanks,", "Daniel."]
+    assert first[1].start == streamed[1].start, "aligned words keep the streaming times"
+
+
+def test_new_words_go_by_time_between_turns() -> None:
+    streamed = _words("hello there", 0.0) + _words("good morning", 3.0)
+    revised = _words("hello there", 0.0) + [TimedWord("friend", 1.0, 1.3, 0.9)] + _words("good morning", 3.0)
+    first, second = share_among_turns(revised, streamed, [0, 0, 1, 1], [(0.0, 1.4), (3.0, 3.6)])
+    assert [w.text for w in first] == ["hello", "there", "friend"]
+    assert [w.text for w in second] == ["good", "morning"]
+    # nothing streamed at all: time decides
+    first, second = share_among_turns(revised, [], [], [(0.0, 1.4), (3.0, 3.6)])
+    assert [w.text for w in second] == ["good", "morning"]
+
+
+def test_builder_replaces_a_turns_words_with_the_revision() -> None:
+    builder = TranscriptBuilder()
+    builder.apply(TurnStarted(1, 0, "S1", 0.0))
+    builder.apply(WordsCommitted(1, 0, (Word("When", 0.0, 0.4), Word("Wendy", 0.4, 0.8)), 1.0))
+    builder.apply(WordsCommitted(1, 0, (Word("grew", 0.8, 1.0), Word("When", 1.0, 1.0)), 1.5))
+    builder.apply(TurnEnded(1, 0, "S1", 0.0, 1.2))
+    builder.apply(
+        TurnRevised(
+            1, 0, (Word("When", 0.0, 0.4), Word("Wendy", 0.4, 0.8), Word("grew", 0.8, 1.0), Word("up.", 1.0, 1.2)), 3.0
+        )
+    )
+    (turn,) = builder.transcript.turns
+    assert turn.text == "When Wendy grew up."
+    assert turn.end == 1.2
