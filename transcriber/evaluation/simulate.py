@@ -220,7 +220,8 @@ def speech_regions(
     idx = np.arange(frame)[None, :] + hop * np.arange(n_frames)[:, None]
     energy_db = 10 * np.log10(np.mean(audio[idx].astype(np.float64) ** 2, axis=1) + 1e-12)
     floor, loud = np.percentile(energy_db, 10), np.percentile(energy_db, 95)
-    threshold = max(floor + 12.0, loud - 38.0)
+    # Capped below the loud frames: a recording with hardly any silence has a "floor" that is speech.
+    threshold = min(max(floor + 12.0, loud - 38.0), loud - 20.0)
     active = energy_db > threshold
     regions = _runs(active, hop / sample_rate, frame / sample_rate)
     regions = _close_gaps(regions, min_pause_s)
