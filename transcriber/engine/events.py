@@ -44,8 +44,9 @@ class WordsCommitted:
 
 @dataclass(frozen=True)
 class TurnRevised:
-    """The turn's final words from a second pass over its whole audio; they replace
-    the words committed while it was open. Sent just before its ``TurnEnded``."""
+    """The turn's final words from the second pass; they replace the words committed
+    while it was open. Sent after its ``TurnEnded``, once the stretch of turns it
+    belongs to is complete (the next pause longer than a second, or 25 s of audio)."""
 
     turn_id: int
     channel: int

@@ -45,10 +45,12 @@ class TransducerConfig:
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     prompt_tokens: int = 120
-    # second pass over each finished turn, in sections of at most this length
+    # second pass over finished stretches of turns, in sections of at most this length
     # (Whisper's window is 30 s; the recognizer pads 1 s)
     revise_turns: bool = True
     revision_section_seconds: float = 25.0
+    # a second-pass section with fewer words than this share of the streaming
+    # words skipped speech: the streaming words stay
     revision_min_word_ratio: float = 0.6
 
     @classmethod
