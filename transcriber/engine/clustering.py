@@ -117,6 +117,9 @@ class OnlineSpeakerClustering:
         weights: Sequence[float],
         labels: Sequence[str] | None = None,
         threshold: float | None = None,
+        min_cluster_weight: float = 0.0,
+        small_cluster_threshold: float = 0.0,
+        cannot_link: Sequence[tuple[int, int]] = (),
     ) -> list[str]:
         """Labels of all turns after agglomerative clustering (average linkage, cosine).
 
@@ -134,8 +137,31 @@ class OnlineSpeakerClustering:
         w = np.asarray(weights, dtype=np.float64)
         x = np.stack(embeddings)
         threshold = self.threshold if threshold is None else threshold
-        clusters = agglomerate(x, w, threshold, self.max_speakers, self.fixed_speakers)
+        clusters = agglomerate(
+            x,
+            w,
+            threshold,
+            self.max_speakers,
+            self.fixed_speakers,
+            min_cluster_weight,
+            small_cluster_threshold,
+            cannot_link,
+        )
         return _rename(clusters, w, labels)
+
+
+def _closest_small_pair(
+    dist: np.ndarray, w: np.ndarray, owner: np.ndarray, min_weight: float
+) -> tuple[int, int] | None:
+    """The closest pair of active clusters in which one weighs less than ``min_weight``."""
+    active = np.unique(owner)
+    small = active[w[active] < min_weight]
+    if len(small) == 0 or len(active) < 2:
+        return None
+    rows = dist[small]
+    flat = int(np.argmin(rows))
+    r, j = divmod(flat, dist.shape[1])
+    return int(small[r]), int(j)
 
 
 def agglomerate(
@@ -144,31 +170,48 @@ def agglomerate(
     threshold: float,
     max_speakers: int | None = None,
     fixed_speakers: int | None = None,
+    min_cluster_weight: float = 0.0,
+    small_cluster_threshold: float = 0.0,
+    cannot_link: Sequence[tuple[int, int]] = (),
 ) -> np.ndarray:
     """Cluster index (0..k-1, in order of first appearance) of each row.
 
     Weighted average linkage: the distance of two clusters is the weight-averaged
     cosine distance over all their pairs, so a long turn counts more than a cough.
     Merging stops when the closest pair is further than 1 - threshold, unless a
-    speaker count (fixed, or a maximum that is exceeded) says otherwise. O(n^2) per
-    merge in numpy: fine for the few hundred turns of a meeting.
+    speaker count (fixed, or a maximum that is exceeded) says otherwise. A cluster
+    lighter than ``min_cluster_weight`` (seconds of speech: a short turn's embedding
+    is noisy) still joins its closest cluster while their similarity is at least
+    ``small_cluster_threshold``. Rows named together in ``cannot_link`` never end
+    up in one cluster (their distance is infinite, and average linkage carries that
+    to every cluster that holds one of them). O(n^2) per merge in numpy: fine for the few
+    hundred turns of a meeting.
     """
     n = len(embeddings)
     x = _unit(embeddings)
     w = np.maximum(weights.astype(np.float64), 1e-3)
     dist = 1.0 - x @ x.T
     np.fill_diagonal(dist, np.inf)
+    for a, b in cannot_link:
+        dist[a, b] = dist[b, a] = np.inf
     owner = np.arange(n)  # the active cluster that each row belongs to
     count = n
     target = None if fixed_speakers is None else max(1, min(fixed_speakers, n))
     while count > 1:
         i, j = np.unravel_index(np.argmin(dist), dist.shape)
         closest = dist[i, j]
+        if not np.isfinite(closest):
+            break
         if target is not None:
             if count <= target:
                 break
         elif closest > 1.0 - threshold and (max_speakers is None or count <= max_speakers):
-            break
+            small = _closest_small_pair(dist, w, owner, min_cluster_weight)
+            if small is None or dist[small] > 1.0 - small_cluster_threshold:
+                break
+            i, j = small
+            if not np.isfinite(dist[i, j]):
+                break
         # Lance-Williams update for (weighted) average linkage; j merges into i.
         merged = (w[i] * dist[i] + w[j] * dist[j]) / (w[i] + w[j])
         dist[i, :] = merged

@@ -67,6 +67,12 @@ class EngineConfig:
     # whole turns are longer than the pieces the live threshold was tuned on, and
     # longer audio raises every pair's similarity: the refinement asks for more
     refine_threshold: float = 0.75
+    # a speaker heard for less than this in all (short turns: noisy embeddings) joins
+    # the most similar speaker in the refinement if they are at least this alike
+    min_speaker_seconds: float = 3.0
+    small_speaker_threshold: float = 0.5
+    # the turns on either side of a detected change of voice keep different speakers
+    voice_changes_separate: bool = True
     vad_aggressiveness: int = 2
     min_silence: float = 0.4
     # turns closer than this share their second pass (see module docstring)
@@ -74,6 +80,9 @@ class EngineConfig:
     # speaker change inside a turn (no pause between two speakers): windows of the
     # open turn are compared with its speaker; two dissimilar windows in a row split it
     change_window: float = 1.5
+    # a window every change_hop seconds: short turns (0S: 1-3 s) need a fine hop, and
+    # embeddings need long windows (1 s windows also blur the whole-turn embedding)
+    change_hop: float = 1.0
     change_threshold: float = DEFAULT_THRESHOLD - 0.05
     change_strikes: int = 2
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
@@ -131,6 +140,7 @@ class StreamingEngine:
         self.stretch: _Stretch | None = None
         self.turn_synced_until = 0  # sample index up to which the open turn has its audio
         self.closed_turns: list[_ClosedTurn] = []
+        self.voice_changes: list[tuple[int, int]] = []  # (turn, next turn) split at a change of voice
         self.next_turn_id = 1
         self.previous_text: list[str] = []
         self.stage_seconds: dict[str, float] = {}
@@ -309,12 +319,13 @@ class StreamingEngine:
 
     def _speaker_change(self, turn: _Turn) -> float | None:
         """Where another voice took over the open turn, once that is clear; else None."""
-        window = self.config.change_window
+        window, hop = self.config.change_window, self.config.change_hop
         now = self.turn_synced_until / SAMPLE_RATE
         if turn.checked_until < turn.start + self.config.speaker_decision_seconds:
             turn.checked_until = turn.start + self.config.speaker_decision_seconds
-        while now - turn.checked_until >= window:
-            window_start, turn.checked_until = turn.checked_until, turn.checked_until + window
+        while now - turn.checked_until >= hop:
+            last_checked, turn.checked_until = turn.checked_until, turn.checked_until + hop
+            window_start = max(turn.start, turn.checked_until - window)
             embedding = self._embed_span(window_start, turn.checked_until)
             turn.windows.append((window_start, turn.checked_until, embedding))
             similarities = self.clustering.similarities(embedding)
@@ -323,7 +334,7 @@ class StreamingEngine:
             if own >= self.config.change_threshold:
                 turn.strikes = []
                 continue
-            turn.strikes.append(window_start)
+            turn.strikes.append(last_checked)  # the voice was still the turn's up to about here
             if len(turn.strikes) >= self.config.change_strikes:
                 return self._quietest_point(turn.strikes[0] - window / 2, turn.strikes[0] + window / 2)
         return None
@@ -336,6 +347,8 @@ class StreamingEngine:
         synced = self.turn_synced_until
         events = self._end_turn(turn, at)
         events += self._open_turn(at)
+        assert self.turn is not None
+        self.voice_changes.append((turn.turn_id, self.turn.turn_id))
         return events + self._advance_open_turn(synced)
 
     def _quietest_point(self, start: float, end: float) -> float:
@@ -351,7 +364,7 @@ class StreamingEngine:
 
     def _turn_embedding(self, turn: _Turn, end: float) -> np.ndarray:
         """The whole turn's embedding, reusing the windows embedded on the way
-        (the speaker decision and change checks): each second is embedded once."""
+        (the speaker decision and change checks) instead of embedding it again."""
         windows = [(s, e, emb) for s, e, emb in turn.windows if e <= end + 0.05]
         covered = max((e for _, e, _ in windows), default=turn.start)
         if end - covered >= 0.75 or not windows:
@@ -402,6 +415,11 @@ class StreamingEngine:
             Word(w.text, round(w.start, 3), round(max(w.end, w.start), 3), round(w.probability, 3)) for w in words
         )
 
+    def _voice_change_pairs(self) -> list[tuple[int, int]]:
+        """Indices into closed_turns of the turns on either side of a detected voice change."""
+        index = {closed.turn_id: i for i, closed in enumerate(self.closed_turns)}
+        return [(index[a], index[b]) for a, b in self.voice_changes if a in index and b in index]
+
     def _refine_speakers(self) -> list[Event]:
         if len(self.closed_turns) < 2:
             return []
@@ -411,6 +429,9 @@ class StreamingEngine:
             [t.duration for t in self.closed_turns],
             [t.speaker for t in self.closed_turns],
             threshold=self.config.refine_threshold,
+            min_cluster_weight=self.config.min_speaker_seconds,
+            small_cluster_threshold=self.config.small_speaker_threshold,
+            cannot_link=self._voice_change_pairs() if self.config.voice_changes_separate else (),
         )
         labels = _without_gaps(labels)
         self._charge("clustering", time.perf_counter() - started, 0.0)
