@@ -89,6 +89,42 @@ def test_agglomerate_fixed_count() -> None:
     assert len(set(agglomerate(x, np.ones(6), threshold=0.5, fixed_speakers=10))) == 6
 
 
+def test_agglomerate_cannot_link_keeps_a_voice_change_apart() -> None:
+    rng = np.random.default_rng(4)
+    centre = _unit(rng.normal(size=256))
+    # two rows a little apart: alike enough to merge, unless a voice change was detected between them
+    x = np.stack([_unit(centre + 0.5 * rng.normal(size=256) / 16) for _ in range(2)])
+    assert len(set(agglomerate(x, np.ones(2), threshold=0.5))) == 1
+    assert list(agglomerate(x, np.ones(2), threshold=0.5, cannot_link=[(0, 1)])) == [0, 1]
+    # a fixed count cannot force them together either
+    assert list(agglomerate(x, np.ones(2), threshold=0.5, fixed_speakers=1, cannot_link=[(0, 1)])) == [0, 1]
+
+
+def test_agglomerate_folds_a_speaker_heard_briefly_into_the_closest() -> None:
+    rng = np.random.default_rng(5)
+    a, b = _three_directions(rng)[:2]
+    brief = _unit(a + 0.9 * rng.normal(size=256) / 16)  # a noisy embedding of a 1 s turn of speaker a
+    x = np.stack([a, b, a, brief])
+    similarity = float(brief @ a)
+    assert 0.5 < similarity < 0.9
+    weights = np.array([10.0, 10.0, 10.0, 1.0])
+    alone = agglomerate(x, weights, threshold=(1 + similarity) / 2)  # too unlike a for the threshold
+    assert alone[3] not in alone[:3]
+    folded = agglomerate(
+        x, weights, threshold=(1 + similarity) / 2, min_cluster_weight=3.0, small_cluster_threshold=0.5
+    )
+    assert folded[3] == folded[0] and folded[1] != folded[0]
+    # a long turn is trusted: it stays a speaker of its own
+    long_turn = agglomerate(
+        x,
+        np.array([10.0, 10.0, 10.0, 5.0]),
+        threshold=(1 + similarity) / 2,
+        min_cluster_weight=3.0,
+        small_cluster_threshold=0.5,
+    )
+    assert long_turn[3] not in long_turn[:3]
+
+
 # --- the real model ---
 
 

@@ -6,8 +6,12 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
 * segmenter: webrtcvad opens a turn at speech onset and closes it after a
   pause; the turn's first ``speaker_decision_seconds`` decide its speaker
   (d-vector embedding + online clustering), and ``<sot>`` is emitted then;
-  ``<eot>`` when the pause closes it. At the end of the stream all turn
-  embeddings are clustered again and changed labels are emitted.
+  ``<eot>`` when the pause closes it. Every ``change_hop`` seconds a window of
+  the open turn is compared with its speaker; two unlike windows in a row split
+  the turn (people answer each other without a pause). At the end of the stream
+  all turn embeddings are clustered again (the two sides of a split never share
+  a speaker; a speaker heard only briefly joins the closest) and changed labels
+  are emitted.
 * separator: routes speech to a channel. One speaker at a time for now, so
   every turn goes to channel 0; events carry the channel so that a second
   channel fits in without redesign.
