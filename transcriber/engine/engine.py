@@ -81,6 +81,8 @@ class EngineConfig:
     min_silence: float = 0.4
     # turns closer than this share their second pass (see module docstring)
     stretch_gap: float = 1.0
+    # fewer words than this per second of a turn: the turn is decoded again on its own
+    min_words_per_second: float = 0.25
     # speaker change inside a turn (no pause between two speakers): windows of the
     # open turn are compared with its speaker; two dissimilar windows in a row split it
     change_window: float = 1.5
@@ -316,10 +318,25 @@ class StreamingEngine:
         shares = share_among_turns(revised, streamed, owners, spans)
         events: list[Event] = []
         for turn, words in zip(stretch.turns, shares, strict=True):
+            words = self._unless_skipped(turn, words)
             if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
                 turn.transducer.committed = words
                 events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
         return events
+
+    def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
+        """A turn of several seconds with hardly a word in it (people say two or three
+        words a second) was probably skipped by both passes: decode it on its own."""
+        assert turn.end is not None
+        seconds = turn.end - max(turn.start, self.history_start / SAMPLE_RATE)
+        if seconds < 3.0 or len(words) >= self.config.min_words_per_second * seconds:
+            return words
+        start = turn.end - seconds
+        # without the earlier text as prompt: a prompt ending in "Hello." can make
+        # Whisper write "Hello." for a whole turn and stop
+        alone, cost = self.second_pass.revise(self._audio_span(start, turn.end), start, list(words), context="")
+        self._charge_step(cost)
+        return alone if len(alone) > len(words) else words
 
     def _speaker_change(self, turn: _Turn) -> float | None:
         """Where another voice took over the open turn, once that is clear; else None."""
