@@ -8,11 +8,11 @@ When the buffer grows past ``max_buffer_seconds`` it is cut after the last
 committed word, and the committed text becomes the decoder prompt, so the
 encoder cost stays bounded for long monologues.
 
-When the turn ends, a second pass (``revise``) decodes its whole audio at once,
-as in two-pass streaming recognisers (Sainath et al., "Two-Pass End-to-End
-Speech Recognition", 2019): the streaming words show up early, the second pass
-gives the turn the accuracy of a whole-utterance decode. Where the second pass
-fails its guards, the streaming words stay.
+``SecondPass`` decodes finished speech again in one window (the engine gives
+it stretches of turns), as two-pass streaming recognisers do (Sainath et al.,
+"Two-Pass End-to-End Speech Recognition", 2019): the streaming words show up
+early, the second pass gives them the accuracy of a whole-utterance decode.
+Where the second pass fails its guards, the streaming words stay.
 """
 
 from __future__ import annotations
