@@ -37,9 +37,6 @@ class TransducerConfig:
     commit_margin_seconds: float = 0.4
     trim_backoff_seconds: float = 0.2
     force_commit_seconds: float = 20.0
-    # decode each window as the continuation of its committed words (exact, cheap)
-    # rather than afresh with the committed words found again by text alignment
-    force_committed_prefix: bool = False
     # a hypothesis that the model itself rates as probably not speech is dropped
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -225,33 +222,26 @@ class TurnTransducer:
     def _hypothesis(self) -> tuple[list[TimedWord] | None, StepCost]:
         """Words of the buffer after the committed ones, in stream time.
 
-        By default the whole buffer is decoded afresh rather than forced to continue
-        the committed words (``force_committed_prefix``): one wrong commit would
-        otherwise derail the rest of the turn. Committed words still in the buffer
-        are then skipped by aligning them with the hypothesis text. None means a
-        guard rejected the hypothesis.
+        The whole buffer is decoded afresh rather than forced to continue the
+        committed words (tried: one wrong commit then derails the rest of the turn,
+        and it did worse on the benchmark). Committed words still in the buffer are
+        skipped by aligning them with the hypothesis text. None means a guard
+        rejected the hypothesis.
         """
         self.unprocessed = 0.0
-        prefix = self._prefix() if self.config.force_committed_prefix else None
         prompt = self._prompt()
-        result = self.recognizer.transcribe(self.buffer, prompt=prompt, prefix=prefix)
+        result = self.recognizer.transcribe(self.buffer, prompt=prompt)
         cost = StepCost.of(result)
         if prompt and not result.tokens and len(self.buffer) >= SAMPLE_RATE:
             # the prompt can make Whisper believe the speech is over (it ends on a
             # full stop): a turn's audio with nothing in it gets a second try without
-            result = self.recognizer.transcribe(self.buffer, prefix=prefix)
+            result = self.recognizer.transcribe(self.buffer)
             cost.add(StepCost.of(result))
         if _rejected(result, self.config):
             return None, cost
         heard = self.buffer_start + len(self.buffer) / SAMPLE_RATE
         words = without_padding_echo(_in_stream_time(result, self.buffer_start, heard), heard)
-        if prefix is not None:
-            return words, cost
         return self._after_committed(words), cost
-
-    def _prefix(self) -> list[int]:
-        """Committed words still inside the buffer: the decoder continues after them."""
-        return [token for word in self.committed[self.committed_in_prompt :] for token in word.tokens]
 
     def _after_committed(self, words: list[TimedWord]) -> list[TimedWord]:
         """Skip the hypothesis words that say again what is committed.
