@@ -22,9 +22,8 @@ def engine_factory():
     prototype = StreamingEngine.create()
 
     def fresh(**config_changes):
-        engine = prototype.fresh()
-        for name, value in config_changes.items():
-            setattr(engine.config, name, value)
-        return engine
+        # through fresh(), not setattr on a built engine: parts built from the config
+        # (the VAD, the second pass) must see the changes too
+        return prototype.fresh(**config_changes)
 
     return fresh
