@@ -19,7 +19,8 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   A second pass revises finished turns: turns less than ``stretch_gap`` apart
   form a stretch (up to ``revision_section_seconds`` of audio), decoded whole
   once it is complete, so that a sentence cut by a pause or a speaker change
-  keeps its context; its words go back to the turns by time.
+  keeps its context; its words go back to their turns by aligning them with
+  the streaming words (``share_among_turns``).
 """
 
 from __future__ import annotations

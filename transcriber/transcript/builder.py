@@ -160,24 +160,24 @@ class TranscriptBuilder:
         self._see(event.audio_time)
 
     def _on_words(self, event: WordsCommitted) -> None:
-        first_start = event.words[0].start if event.words else event.audio_time
-        turn = self._get_or_create(event.turn_id, event.channel, first_start)
-        turn.words.extend(event.words)
-        for word in event.words:
-            turn.end = max(turn.end, word.end)
-            self._see(word.end)
-        # The old partial covered the words just committed; keeping it would show
-        # them twice until the next PartialText arrives.
-        self._partials.pop(event.turn_id, None)
-        self._see(event.audio_time)
+        self._set_words(event, replace=False)
 
     def _on_revised(self, event: TurnRevised) -> None:
+        self._set_words(event, replace=True)
+
+    def _set_words(self, event: WordsCommitted | TurnRevised, replace: bool) -> None:
+        """Append committed words, or put a revision in place of the turn's words."""
         first_start = event.words[0].start if event.words else event.audio_time
         turn = self._get_or_create(event.turn_id, event.channel, first_start)
-        turn.words = list(event.words)
+        if replace:
+            turn.words = list(event.words)
+        else:
+            turn.words.extend(event.words)
         for word in event.words:
             turn.end = max(turn.end, word.end)
             self._see(word.end)
+        # The old partial covered these words; keeping it would show them twice
+        # until the next PartialText arrives.
         self._partials.pop(event.turn_id, None)
         self._see(event.audio_time)
 
