@@ -13,6 +13,7 @@ from transcriber.engine.events import (
     SpeakerRelabelled,
     TurnEnded,
     TurnRevised,
+    TurnSplit,
     TurnStarted,
     WordsCommitted,
 )
@@ -146,6 +147,31 @@ def test_simulated_three_speaker_meeting(engine_factory) -> None:
     errors = cpwer(reference, transcript_to_seglst(transcript, meeting.session_id))
     assert errors.rate < 0.20, errors
     assert der(meeting.segments, transcript_to_segments(transcript)).rate < 0.15
+
+
+@needs_shared_data
+def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_path) -> None:
+    """0S: people answer within 0.1-0.5 s, so several speakers share a VAD turn, and a
+    1-2 s interjection is too short for the live change check; the end-of-stream
+    resegmentation splits it off (this meeting: cpWER 35.7 % without it, 16.3 % with)."""
+    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.evaluation.data import load_utterances
+    from transcriber.evaluation.metrics import cpwer, transcript_to_seglst
+    from transcriber.evaluation.simulate import WhisperForcedAligner, simulate_meeting
+
+    aligner = WhisperForcedAligner(cache_dir=tmp_path)
+    meeting = simulate_meeting(load_utterances(), n_speakers=4, condition="0S", seed=1005, aligner=aligner)
+    events = _run(engine_factory(transducer=TransducerConfig.for_files()), meeting.audio)
+    splits = [e for e in events if isinstance(e, TurnSplit)]
+    assert len(splits) >= 3
+    known = {e.turn_id for e in events if isinstance(e, TurnEnded)}
+    for split in splits:  # a split divides a finished turn (or a piece of one) into a new turn
+        assert split.turn_id in known and split.new_turn_id not in known and split.keep_words >= 1
+        known.add(split.new_turn_id)
+    transcript = _transcript(events)
+    assert len(transcript.speakers) == 4
+    errors = cpwer(meeting.to_seglst(), transcript_to_seglst(transcript, meeting.session_id))
+    assert errors.rate < 0.25, errors
 
 
 @needs_shared_data

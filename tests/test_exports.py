@@ -15,6 +15,7 @@ from transcriber.engine.events import (
     PartialText,
     SpeakerRelabelled,
     TurnEnded,
+    TurnSplit,
     TurnStarted,
     WordsCommitted,
 )
@@ -369,6 +370,26 @@ def test_builder_keeps_words_that_arrive_before_their_turn() -> None:
     assert (turn.speaker, turn.start, turn.end) == ("S4", 4.9, 5.6)
     with pytest.raises(TypeError):
         builder.apply("not an event")  # type: ignore[arg-type]
+
+
+def test_builder_splits_a_turn_in_two_voices() -> None:
+    builder = TranscriptBuilder()
+    words = (Word("Yes.", 0.5, 0.8), Word("No,", 1.6, 1.9), Word("never.", 2.0, 2.4), Word("Fine.", 3.0, 3.3))
+    builder.apply_all(
+        [
+            TurnStarted(turn_id=1, channel=0, speaker="S1", start=0.4),
+            WordsCommitted(turn_id=1, channel=0, words=words, audio_time=3.5),
+            TurnEnded(turn_id=1, channel=0, speaker="S1", start=0.4, end=3.5),
+            TurnSplit(turn_id=1, channel=0, keep_words=1, at=1.2, new_turn_id=5, speaker="S2"),
+            TurnSplit(turn_id=5, channel=0, keep_words=2, at=2.7, new_turn_id=6, speaker="S1"),
+        ]
+    )
+    turns = builder.transcript.sorted_turns()
+    assert [(t.turn_id, t.speaker, t.start, t.end, t.text) for t in turns] == [
+        (1, "S1", 0.4, 1.2, "Yes."),
+        (5, "S2", 1.2, 2.7, "No, never."),
+        (6, "S1", 2.7, 3.5, "Fine."),
+    ]
 
 
 def test_cost_coverage_merges_out_of_order_samples() -> None:

@@ -11,7 +11,9 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   the turn (people answer each other without a pause). At the end of the stream
   all turn embeddings are clustered again (the two sides of a split never share
   a speaker; a speaker heard only briefly joins the closest) and changed labels
-  are emitted.
+  are emitted; then each turn's words are checked against every speaker's voice
+  in 1.5 s windows, and runs of words in another known voice are split off into
+  turns of their own (``TurnSplit``: interjections too short for the live check).
 * separator: routes speech to a channel. One speaker at a time for now, so
   every turn goes to channel 0; events carry the channel so that a second
   channel fits in without redesign.
@@ -43,11 +45,13 @@ from transcriber.engine.events import (
     SpeakerRelabelled,
     TurnEnded,
     TurnRevised,
+    TurnSplit,
     TurnStarted,
     WordsCommitted,
 )
 from transcriber.engine.quiet import quietest_moment
-from transcriber.engine.speaker_encoder import SpeakerEncoder
+from transcriber.engine.resegment import VoiceWindows, speaker_centroids, voice_pieces, word_voices
+from transcriber.engine.speaker_encoder import SpeakerEncoder, windows_flops_per_second
 from transcriber.engine.transducer import SecondPass, StepCost, TransducerConfig, TurnTransducer, normalized_word
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
 from transcriber.transcript.model import Word
@@ -92,6 +96,15 @@ class EngineConfig:
     change_hop: float = 1.0
     change_threshold: float = DEFAULT_THRESHOLD - 0.05
     change_strikes: int = 2
+    # end-of-stream resegmentation (see resegment.py): each closed turn is embedded in
+    # windows of voice_window seconds every voice_hop seconds; a word goes to another
+    # speaker when that one is resegment_margin more similar than the turn's own, and
+    # only runs of at least min_split_words such words become turns
+    resegment: bool = True
+    voice_window: float = 1.5
+    voice_hop: float = 0.5
+    resegment_margin: float = 0.05
+    min_split_words: int = 2
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
     cost_interval: float = 1.0  # seconds of audio per cost sample
     transducer: TransducerConfig = field(default_factory=TransducerConfig)
@@ -127,6 +140,8 @@ class _ClosedTurn:
     speaker: str
     embedding: np.ndarray
     duration: float
+    words: list[TimedWord]  # as the transcript has them: streaming, then second-pass words
+    voice: VoiceWindows | None  # for the resegmentation
 
 
 class StreamingEngine:
@@ -147,6 +162,7 @@ class StreamingEngine:
         self.stretch: _Stretch | None = None
         self.turn_synced_until = 0  # sample index up to which the open turn has its audio
         self.closed_turns: list[_ClosedTurn] = []
+        self.closed_by_id: dict[int, _ClosedTurn] = {}
         self.voice_changes: list[tuple[int, int]] = []  # (turn, next turn) split at a change of voice
         self.next_turn_id = 1
         self.previous_text: list[str] = []
@@ -203,6 +219,8 @@ class StreamingEngine:
         events += self._revise_stretch()
         if self.config.refine_speakers:
             events += self._refine_speakers()
+        if self.config.resegment:
+            events += self._resegment()
         events += self._cost_sample(force=True)
         return events
 
@@ -263,9 +281,16 @@ class StreamingEngine:
         turn.end = end
         if self.config.transducer.revise_turns:
             events += self._join_stretch(turn)
-        self.closed_turns.append(
-            _ClosedTurn(turn.turn_id, turn.speaker or "S?", self._turn_embedding(turn, end), end - turn.start)
+        closed = _ClosedTurn(
+            turn.turn_id,
+            turn.speaker or "S?",
+            self._turn_embedding(turn, end),
+            end - turn.start,
+            list(turn.transducer.committed),
+            self._voice_windows(turn.start, end) if self.config.resegment else None,
         )
+        self.closed_turns.append(closed)
+        self.closed_by_id[turn.turn_id] = closed
         self.previous_text = (self.previous_text + [w.text for w in turn.transducer.committed])[-200:]
         self.turn = None
         return events
@@ -323,6 +348,8 @@ class StreamingEngine:
             if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
                 turn.transducer.committed = words
                 events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
+            if turn.turn_id in self.closed_by_id:
+                self.closed_by_id[turn.turn_id].words = list(turn.transducer.committed)
         return events
 
     def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
@@ -464,6 +491,43 @@ class StreamingEngine:
                 closed.speaker = label
         return events
 
+    def _voice_windows(self, start: float, end: float) -> VoiceWindows | None:
+        """Window embeddings of a closing turn, in one batch while its audio is kept."""
+        audio = self._audio_span(start, end)
+        if len(audio) < SAMPLE_RATE // 2:
+            return None
+        started = time.perf_counter()
+        times, embeddings = self.speaker_encoder.embed_windows(audio, self.config.voice_window, self.config.voice_hop)
+        seconds = len(audio) / SAMPLE_RATE
+        flops = windows_flops_per_second(self.config.voice_window, self.config.voice_hop) * seconds
+        self._charge("embedding", time.perf_counter() - started, flops)
+        audio_start = end - seconds  # the span may start after ``start`` if history was dropped
+        return VoiceWindows(times + audio_start, embeddings)
+
+    def _resegment(self) -> list[Event]:
+        """Split finished turns where the words are in another known speaker's voice."""
+        started = time.perf_counter()
+        turns = self.closed_turns
+        centroids = speaker_centroids([t.voice for t in turns], [t.speaker for t in turns])
+        events: list[Event] = []
+        for closed in turns:
+            if closed.voice is None or len(closed.words) < 2:
+                continue
+            voices = word_voices(closed.words, closed.voice, closed.speaker, centroids, self.config.resegment_margin)
+            pieces = voice_pieces(closed.words, voices, closed.speaker, self.config.min_split_words)
+            if pieces[0].speaker != closed.speaker:
+                events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, pieces[0].speaker))
+                closed.speaker = pieces[0].speaker
+            turn_id = closed.turn_id
+            for before, piece in zip(pieces, pieces[1:], strict=False):
+                new_turn_id = self.next_turn_id
+                self.next_turn_id += 1
+                at = _boundary(before.words[-1], piece.words[0])
+                events.append(TurnSplit(turn_id, CHANNEL, len(before.words), round(at, 3), new_turn_id, piece.speaker))
+                turn_id = new_turn_id
+        self._charge("clustering", time.perf_counter() - started, 0.0)
+        return events
+
     def _forget_history(self) -> None:
         """Keep the open turn's audio and a couple of seconds before now; drop the rest."""
         keep_from = self.samples_seen - 2 * SAMPLE_RATE
@@ -510,6 +574,13 @@ class StreamingEngine:
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}
         return [sample]
+
+
+def _boundary(before: TimedWord, after: TimedWord) -> float:
+    """Where one word ends and the next begins (their times may overlap a little)."""
+    if before.end <= after.start:
+        return (before.end + after.start) / 2
+    return after.start
 
 
 def _without_gaps(labels: list[str]) -> list[str]:

@@ -76,6 +76,21 @@ class SpeakerRelabelled:
 
 
 @dataclass(frozen=True)
+class TurnSplit:
+    """A finished turn held two voices: its words after the first ``keep_words`` move
+    to a new turn ``new_turn_id`` of ``speaker``, which runs from ``at`` to where the
+    old turn ended; the old turn now ends at ``at``. Sent by the end-of-stream
+    resegmentation, after the turn's ``TurnEnded`` and any ``TurnRevised``."""
+
+    turn_id: int
+    channel: int
+    keep_words: int
+    at: float
+    new_turn_id: int
+    speaker: str
+
+
+@dataclass(frozen=True)
 class CostSample:
     """What recognition cost for one stretch of audio.
 
@@ -95,4 +110,6 @@ class CostSample:
     encoder_blocks_run: float = 1.0
 
 
-Event = TurnStarted | PartialText | WordsCommitted | TurnRevised | TurnEnded | SpeakerRelabelled | CostSample
+Event = (
+    TurnStarted | PartialText | WordsCommitted | TurnRevised | TurnEnded | SpeakerRelabelled | TurnSplit | CostSample
+)

@@ -119,6 +119,12 @@ def partial_slices(n_samples: int) -> list[slice]:
     return slices
 
 
+def windows_flops_per_second(window_seconds: float, hop_seconds: float) -> float:
+    """Estimated FLOPs of ``embed_windows`` per second of audio."""
+    frames_per_second = SAMPLE_RATE / HOP_LENGTH * window_seconds / hop_seconds
+    return 2.0 * (frames_per_second * LSTM_MACS_PER_FRAME + LINEAR_MACS / hop_seconds)
+
+
 @contextmanager
 def _single_thread() -> Iterator[None]:
     """Run torch on one thread: the LSTM's steps are small matrix-vector products, and
@@ -172,8 +178,7 @@ class SpeakerEncoder:
         # 2 x (200 x 1.35 M + 1.3 x 65 k) = 0.54 GFLOP per second of audio. embed() runs
         # 1.3 partials of 160 frames per second (208 frames), within 4 % of this, but never
         # less than one partial (1.6 s) however short the audio.
-        frames_per_second = SAMPLE_RATE / HOP_LENGTH * window_seconds / hop_seconds
-        self.flops_per_second = 2.0 * (frames_per_second * LSTM_MACS_PER_FRAME + LINEAR_MACS / hop_seconds)
+        self.flops_per_second = windows_flops_per_second(window_seconds, hop_seconds)
 
     @torch.no_grad()
     def _forward(self, mels: np.ndarray) -> np.ndarray:

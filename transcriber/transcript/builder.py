@@ -18,6 +18,7 @@ from transcriber.engine.events import (
     SpeakerRelabelled,
     TurnEnded,
     TurnRevised,
+    TurnSplit,
     TurnStarted,
     WordsCommitted,
 )
@@ -135,6 +136,8 @@ class TranscriptBuilder:
                 self._on_turn_ended(event)
             case SpeakerRelabelled():
                 self._on_relabel(event)
+            case TurnSplit():
+                self._on_split(event)
             case CostSample():
                 self._on_cost(event)
             case _:
@@ -194,6 +197,18 @@ class TranscriptBuilder:
         turn = self._turns.get(event.turn_id)
         if turn is not None:
             turn.speaker = event.new_speaker
+
+    def _on_split(self, event: TurnSplit) -> None:
+        turn = self._turns.get(event.turn_id)
+        if turn is None:
+            return
+        moved = self._get_or_create(event.new_turn_id, event.channel, event.at)
+        moved.speaker = event.speaker
+        moved.start = event.at
+        moved.end = max(turn.end, event.at)
+        moved.words = turn.words[event.keep_words :] + moved.words
+        turn.words = turn.words[: event.keep_words]
+        turn.end = min(turn.end, event.at)
 
     def _on_cost(self, event: CostSample) -> None:
         self._cost.add(event)

@@ -1,0 +1,59 @@
+"""End-of-stream resegmentation: which words of a turn are in another voice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transcriber.engine.resegment import VoiceWindows, speaker_centroids, voice_pieces, word_voices
+from transcriber.whisper.decoding import TimedWord
+
+
+def _words(*spans: tuple[str, float]) -> list[TimedWord]:
+    return [TimedWord(text, start, start + 0.3, 0.9) for text, start in spans]
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+A, B = _unit(1.0, 0.1, 0.0), _unit(0.1, 1.0, 0.0)
+
+
+def test_centroids_average_each_speakers_windows() -> None:
+    windows = [VoiceWindows(np.array([1.0, 2.0]), np.stack([A, A])), None, VoiceWindows(np.array([5.0]), B[None])]
+    centroids = speaker_centroids(windows, ["S1", "S1", "S2"])
+    assert set(centroids) == {"S1", "S2"}
+    np.testing.assert_allclose(centroids["S1"], A, atol=1e-6)
+    np.testing.assert_allclose(centroids["S2"], B, atol=1e-6)
+
+
+def test_words_take_the_voice_of_the_nearest_window() -> None:
+    words = _words(("one", 0.1), ("two", 0.6), ("three", 1.6), ("four", 2.1), ("five", 3.1))
+    windows = VoiceWindows(np.array([0.5, 1.0, 2.0, 2.5, 3.0]), np.stack([A, A, B, B, A]))
+    voices = word_voices(words, windows, "S1", {"S1": A, "S2": B}, margin=0.05)
+    assert voices == ["S1", "S1", "S2", "S2", "S1"]
+    # a margin larger than the difference keeps every word with the turn's speaker
+    assert word_voices(words, windows, "S1", {"S1": A, "S2": B}, margin=2.0) == ["S1"] * 5
+    # one known speaker: nothing to compare with
+    assert word_voices(words, windows, "S1", {"S1": A}, margin=0.0) == ["S1"] * 5
+
+
+def test_runs_of_another_voice_become_pieces() -> None:
+    words = _words(*[(f"w{i}", float(i)) for i in range(7)])
+    voices = ["S1", "S1", "S2", "S2", "S2", "S1", "S1"]
+    pieces = voice_pieces(words, voices, "S1", min_words=2)
+    assert [(p.speaker, [w.text for w in p.words]) for p in pieces] == [
+        ("S1", ["w0", "w1"]),
+        ("S2", ["w2", "w3", "w4"]),
+        ("S1", ["w5", "w6"]),
+    ]
+
+
+def test_a_stray_word_in_another_voice_stays_in_the_turn() -> None:
+    words = _words(*[(f"w{i}", float(i)) for i in range(5)])
+    pieces = voice_pieces(words, ["S2", "S1", "S1", "S3", "S1"], "S1", min_words=2)
+    assert [(p.speaker, len(p.words)) for p in pieces] == [("S1", 5)]
+    # a whole turn in another voice is one piece of that voice (the turn is relabelled)
+    pieces = voice_pieces(words, ["S2"] * 5, "S1", min_words=2)
+    assert [(p.speaker, len(p.words)) for p in pieces] == [("S2", 5)]
