@@ -11,6 +11,7 @@ from transcriber.engine.events import (
     CostSample,
     PartialText,
     SpeakerRelabelled,
+    TurnDiscarded,
     TurnEnded,
     TurnRevised,
     TurnSplit,
@@ -121,6 +122,20 @@ def test_silence_and_noise_give_no_words(engine_factory) -> None:
     hiss = (0.003 * rng.standard_normal(5 * SAMPLE_RATE)).astype(np.float32)
     events = _run(engine_factory(), np.concatenate([silence, hiss]))
     assert not [e for e in events if isinstance(e, WordsCommitted)]
+    assert not _transcript(events).turns, "a turn the VAD opened on noise is discarded"
+
+
+@needs_shared_data
+def test_turns_on_background_noise_leave_the_transcript(engine_factory) -> None:
+    """AMI excerpt trn02: 30 s of a quiet room (0.7 s of annotated speech) where the VAD
+    opens a dozen turns on background noise; those without words are discarded, and
+    a lone "." is no word. Before: 15 turns, 9 of them empty or ".", 7.3 s of false alarm."""
+    audio, _ = sf.read(SHARED_DATA / "sessions/pyannote_ami_debug/trn02.flac", dtype="float32")
+    events = _run(engine_factory(), audio)
+    assert any(isinstance(e, TurnDiscarded) for e in events)
+    transcript = _transcript(events)
+    assert all(any(c.isalnum() for c in turn.text) for turn in transcript.turns), transcript.turns
+    assert len(transcript.turns) <= 10
 
 
 def test_block_size_does_not_lose_audio(engine_factory) -> None:

@@ -14,6 +14,7 @@ from transcriber.engine.events import (
     CostSample,
     PartialText,
     SpeakerRelabelled,
+    TurnDiscarded,
     TurnEnded,
     TurnSplit,
     TurnStarted,
@@ -390,6 +391,23 @@ def test_builder_splits_a_turn_in_two_voices() -> None:
         (5, "S2", 1.2, 2.7, "No, never."),
         (6, "S1", 2.7, 3.5, "Fine."),
     ]
+
+
+def test_builder_drops_a_discarded_turn() -> None:
+    builder = TranscriptBuilder()
+    builder.apply_all(
+        [
+            TurnStarted(turn_id=1, channel=0, speaker="S1", start=0.0),
+            PartialText(turn_id=1, channel=0, text="Thank", audio_time=1.0),
+            TurnEnded(turn_id=1, channel=0, speaker="S1", start=0.0, end=1.2),
+            TurnStarted(turn_id=2, channel=0, speaker="S1", start=2.0),
+            WordsCommitted(turn_id=2, channel=0, words=(Word("Right.", 2.1, 2.5),), audio_time=3.0),
+            TurnEnded(turn_id=2, channel=0, speaker="S1", start=2.0, end=2.6),
+            TurnDiscarded(turn_id=1, channel=0),
+        ]
+    )
+    assert [t.turn_id for t in builder.transcript.turns] == [2]
+    assert builder.open_turns == [] and builder.partial_text(1) == ""
 
 
 def test_cost_coverage_merges_out_of_order_samples() -> None:

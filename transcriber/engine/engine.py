@@ -43,6 +43,7 @@ from transcriber.engine.events import (
     Event,
     PartialText,
     SpeakerRelabelled,
+    TurnDiscarded,
     TurnEnded,
     TurnRevised,
     TurnSplit,
@@ -279,8 +280,6 @@ class StreamingEngine:
         events += self._word_events(turn, output.committed, [])
         events.append(TurnEnded(turn.turn_id, CHANNEL, turn.speaker or "S?", turn.start, end))
         turn.end = end
-        if self.config.transducer.revise_turns:
-            events += self._join_stretch(turn)
         closed = _ClosedTurn(
             turn.turn_id,
             turn.speaker or "S?",
@@ -291,6 +290,10 @@ class StreamingEngine:
         )
         self.closed_turns.append(closed)
         self.closed_by_id[turn.turn_id] = closed
+        if self.config.transducer.revise_turns:
+            events += self._join_stretch(turn)
+        else:
+            events += self._discard_if_empty(turn)
         self.previous_text = (self.previous_text + [w.text for w in turn.transducer.committed])[-200:]
         self.turn = None
         return events
@@ -334,7 +337,7 @@ class StreamingEngine:
         start = max(stretch.start, self.history_start / SAMPLE_RATE)
         audio = self._audio_span(start, stretch.end)
         if len(audio) < SAMPLE_RATE // 10:
-            return []
+            return [e for turn in stretch.turns for e in self._discard_if_empty(turn)]
         streamed = [w for turn in stretch.turns for w in turn.transducer.committed]
         owners = [index for index, turn in enumerate(stretch.turns) for _ in turn.transducer.committed]
         context = stretch.turns[0].transducer.context
@@ -344,13 +347,24 @@ class StreamingEngine:
         shares = share_among_turns(revised, streamed, owners, spans)
         events: list[Event] = []
         for turn, words in zip(stretch.turns, shares, strict=True):
-            words = self._unless_skipped(turn, words)
+            words = _within(self._unless_skipped(turn, words), turn.start, turn.end or turn.start)
             if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
                 turn.transducer.committed = words
                 events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
             if turn.turn_id in self.closed_by_id:
                 self.closed_by_id[turn.turn_id].words = list(turn.transducer.committed)
+            events += self._discard_if_empty(turn)
         return events
+
+    def _discard_if_empty(self, turn: _Turn) -> list[Event]:
+        """A finished turn without words was noise: it leaves the transcript and the
+        speaker refinement (its embedding would be a voice of its own)."""
+        if turn.transducer.committed:
+            return []
+        closed = self.closed_by_id.pop(turn.turn_id, None)
+        if closed is not None:
+            self.closed_turns.remove(closed)
+        return [TurnDiscarded(turn.turn_id, CHANNEL)]
 
     def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
         """A turn of several seconds with hardly a word in it (people say two or three
@@ -574,6 +588,17 @@ class StreamingEngine:
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}
         return [sample]
+
+
+def _within(words: list[TimedWord], start: float, end: float) -> list[TimedWord]:
+    """Word times clamped to their turn: a word the streaming pass did not have keeps
+    the second pass's timing, which can drift past the pause that ended the turn."""
+    return [
+        replace(w, start=min(max(w.start, start), end), end=min(max(w.end, start), end))
+        if not start <= w.start <= w.end <= end
+        else w
+        for w in words
+    ]
 
 
 def _boundary(before: TimedWord, after: TimedWord) -> float:

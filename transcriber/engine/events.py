@@ -76,6 +76,15 @@ class SpeakerRelabelled:
 
 
 @dataclass(frozen=True)
+class TurnDiscarded:
+    """The turn holds no words after both passes: the VAD took noise or a breath for
+    speech. It leaves the transcript. Sent after its ``TurnEnded``."""
+
+    turn_id: int
+    channel: int
+
+
+@dataclass(frozen=True)
 class TurnSplit:
     """A finished turn held two voices: its words after the first ``keep_words`` move
     to a new turn ``new_turn_id`` of ``speaker``, which runs from ``at`` to where the
@@ -111,5 +120,13 @@ class CostSample:
 
 
 Event = (
-    TurnStarted | PartialText | WordsCommitted | TurnRevised | TurnEnded | SpeakerRelabelled | TurnSplit | CostSample
+    TurnStarted
+    | PartialText
+    | WordsCommitted
+    | TurnRevised
+    | TurnEnded
+    | TurnDiscarded
+    | SpeakerRelabelled
+    | TurnSplit
+    | CostSample
 )

@@ -119,6 +119,7 @@ def _in_stream_time(result: WindowResult, start: float, heard: float) -> list[Ti
     return [
         TimedWord(w.text, min(w.start + start, heard), min(w.end + start, heard), w.probability, w.tokens)
         for w in result.words
+        if any(c.isalnum() for c in w.text)  # a lone "." is no word (Whisper writes it for noise)
     ]
 
 

@@ -16,6 +16,7 @@ from transcriber.engine.events import (
     Event,
     PartialText,
     SpeakerRelabelled,
+    TurnDiscarded,
     TurnEnded,
     TurnRevised,
     TurnSplit,
@@ -138,6 +139,8 @@ class TranscriptBuilder:
                 self._on_relabel(event)
             case TurnSplit():
                 self._on_split(event)
+            case TurnDiscarded():
+                self._on_discarded(event)
             case CostSample():
                 self._on_cost(event)
             case _:
@@ -209,6 +212,13 @@ class TranscriptBuilder:
         moved.words = turn.words[event.keep_words :] + moved.words
         turn.words = turn.words[: event.keep_words]
         turn.end = min(turn.end, event.at)
+
+    def _on_discarded(self, event: TurnDiscarded) -> None:
+        turn = self._turns.pop(event.turn_id, None)
+        if turn is not None:
+            self.transcript.turns.remove(turn)
+        self._open.pop(event.turn_id, None)
+        self._partials.pop(event.turn_id, None)
 
     def _on_cost(self, event: CostSample) -> None:
         self._cost.add(event)
