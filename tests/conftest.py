@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Qt widgets are tested without a display (the Xvfb screenshot test sets its own platform)
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -15,11 +19,17 @@ needs_shared_data = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def engine_factory():
-    """A function returning a fresh StreamingEngine that shares one loaded tiny.en model."""
+def loaded_engine():
+    """The default model (tiny.en), loaded once for the whole test session."""
     from transcriber.engine.engine import StreamingEngine
 
-    prototype = StreamingEngine.create()
+    return StreamingEngine.create()
+
+
+@pytest.fixture(scope="session")
+def engine_factory(loaded_engine):
+    """A function returning a fresh StreamingEngine that shares one loaded tiny.en model."""
+    prototype = loaded_engine
 
     def fresh(**config_changes):
         # through fresh(), not setattr on a built engine: parts built from the config

@@ -1,4 +1,5 @@
-"""Command line: ``transcriber transcribe FILE...``, ``transcriber devices``, ``transcriber demo``."""
+"""Command line: ``transcriber`` (the desktop app), ``transcriber transcribe FILE...``,
+``transcriber devices``, ``transcriber demo``."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def _positive_int(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transcriber", description="Offline meeting transcriber")
+    parser = argparse.ArgumentParser(
+        prog="transcriber", description="Offline meeting transcriber. Without a command: the desktop app."
+    )
     commands = parser.add_subparsers(dest="command")
 
     transcribe = commands.add_parser("transcribe", help="transcribe audio or video files")
@@ -58,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         return _devices()
     if args.command == "demo":
         return _demo(args.model)
-    parser.print_help()
-    return 0
+    from transcriber.gui.app import main as app_main
+
+    return app_main()
 
 
 def _load_engine(model: str, speakers: int | None):

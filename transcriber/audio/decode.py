@@ -291,7 +291,7 @@ def _downmix(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=0, dtype=np.float32)
 
 
-class _StreamResampler:
+class StreamResampler:
     """Mono float32 resampler to SAMPLE_RATE that keeps its filter state between
     calls, so block boundaries leave no seams (unlike resampling each block)."""
 
@@ -317,7 +317,7 @@ class _StreamResampler:
 def _resample(chunks: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
     """Bring every chunk to SAMPLE_RATE; a rate change mid-stream (rare, but
     some AAC and concatenated streams do it) flushes and restarts the filter."""
-    resampler: _StreamResampler | None = None
+    resampler: StreamResampler | None = None
     for mono, rate in chunks:
         if resampler is not None and resampler.source_rate != rate:
             yield resampler.flush()
@@ -326,7 +326,7 @@ def _resample(chunks: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
             yield mono
             continue
         if resampler is None:
-            resampler = _StreamResampler(rate)
+            resampler = StreamResampler(rate)
         yield resampler.process(mono)
     if resampler is not None:
         yield resampler.flush()

@@ -152,7 +152,7 @@ class TranscriptBuilder:
 
     def _on_turn_started(self, event: TurnStarted) -> None:
         turn = self._get_or_create(event.turn_id, event.channel, event.start)
-        turn.speaker = event.speaker
+        turn.speaker = self.transcript.resolve(event.speaker)
         turn.start = event.start
         turn.end = max(turn.end, event.start)
         self._open[event.turn_id] = None
@@ -189,7 +189,7 @@ class TranscriptBuilder:
 
     def _on_turn_ended(self, event: TurnEnded) -> None:
         turn = self._get_or_create(event.turn_id, event.channel, event.start)
-        turn.speaker = event.speaker
+        turn.speaker = self.transcript.resolve(event.speaker)
         turn.start = event.start
         turn.end = event.end
         self._open.pop(event.turn_id, None)
@@ -199,14 +199,14 @@ class TranscriptBuilder:
     def _on_relabel(self, event: SpeakerRelabelled) -> None:
         turn = self._turns.get(event.turn_id)
         if turn is not None:
-            turn.speaker = event.new_speaker
+            turn.speaker = self.transcript.resolve(event.new_speaker)
 
     def _on_split(self, event: TurnSplit) -> None:
         turn = self._turns.get(event.turn_id)
         if turn is None:
             return
         moved = self._get_or_create(event.new_turn_id, event.channel, event.at)
-        moved.speaker = event.speaker
+        moved.speaker = self.transcript.resolve(event.speaker)
         moved.start = event.at
         moved.end = max(turn.end, event.at)
         moved.words = turn.words[event.keep_words :] + moved.words

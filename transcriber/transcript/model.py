@@ -80,6 +80,17 @@ class Transcript:
     audio_path: str | None = None
     duration: float = 0.0  # seconds of audio
     cost_summary: dict[str, Any] = field(default_factory=dict)
+    # speakers a person merged into another: absorbed id -> kept id; later turns the
+    # engine gives the absorbed id land with the kept one
+    merged_speakers: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, speaker: str) -> str:
+        """The id a speaker is shown under, after merges."""
+        seen = set()
+        while speaker in self.merged_speakers and speaker not in seen:
+            seen.add(speaker)
+            speaker = self.merged_speakers[speaker]
+        return speaker
 
     def display_name(self, speaker: str) -> str:
         return self.speaker_names.get(speaker, speaker)
@@ -105,11 +116,15 @@ class Transcript:
         self.speaker_names[speaker] = name
 
     def merge_speakers(self, keep: str, absorb: str) -> None:
-        """Reassign every turn of ``absorb`` to ``keep``."""
+        """Reassign every turn of ``absorb`` to ``keep``, now and for turns still to come."""
+        keep, absorb = self.resolve(keep), self.resolve(absorb)
+        if keep == absorb:
+            return
         for turn in self.turns:
             if turn.speaker == absorb:
                 turn.speaker = keep
         self.speaker_names.pop(absorb, None)
+        self.merged_speakers[absorb] = keep
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +134,7 @@ class Transcript:
             "speakers": self.speakers,
             "turns": [turn.to_dict() for turn in self.sorted_turns()],
             "cost_summary": dict(self.cost_summary),
+            "merged_speakers": dict(self.merged_speakers),
         }
 
     @classmethod
@@ -129,4 +145,5 @@ class Transcript:
             audio_path=data.get("audio_path"),
             duration=float(data.get("duration", 0.0)),
             cost_summary=dict(data.get("cost_summary", {})),
+            merged_speakers=dict(data.get("merged_speakers", {})),
         )

@@ -1,0 +1,190 @@
+"""The desktop app with real widgets (offscreen) and the real model: record from a
+test source, open a file, rename, merge, edit, search, export, recover."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SHARED_DATA, needs_shared_data
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
+
+from transcriber.audio.recorder import PcmRecorder  # noqa: E402
+from transcriber.audio.replay import ReplaySource  # noqa: E402
+from transcriber.engine.events import TurnEnded, TurnStarted, WordsCommitted  # noqa: E402
+from transcriber.gui.main_window import DEMO_INPUT, SHORTCUTS, MainWindow  # noqa: E402
+from transcriber.gui.settings import AppSettings  # noqa: E402
+from transcriber.session.store import SessionInfo, SessionStore  # noqa: E402
+from transcriber.session.workspace import EngineLoader, EngineSettings, Workspace  # noqa: E402
+from transcriber.transcript.journal import JournalWriter  # noqa: E402
+from transcriber.transcript.model import Word  # noqa: E402
+
+JFK = SHARED_DATA / "utterances/jfk_whisper/jfk.flac"
+DEMO = Path(__file__).resolve().parents[1] / "assets/demo_meeting.ogg"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, loaded_engine) -> MainWindow:
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    loader = EngineLoader(EngineSettings(), create=lambda **_: loaded_engine)
+    main = MainWindow(Workspace(SessionStore(tmp_path / "sessions"), loader), AppSettings(), qsettings)
+    qtbot.addWidget(main)
+    main.show()
+    return main
+
+
+def _wait_done(qtbot, window: MainWindow, timeout_s: float = 180) -> None:
+    qtbot.waitUntil(lambda: not window.workspace.busy, timeout=int(timeout_s * 1000))
+    window.poll()  # render what the last poll did not see
+
+
+def test_window_is_ready_to_record(window: MainWindow) -> None:
+    assert window.record_action.isEnabled() and not window.stop_action.isEnabled()
+    assert window.device_box.findData(DEMO_INPUT) >= 0
+    assert window.record_action.shortcut().toString() == SHORTCUTS["record"]
+    assert window.export_action.shortcut().toString() == SHORTCUTS["export"]
+    assert "Ready" in window.state_label.text()
+
+
+def test_recording_from_a_test_source_shows_live_turns(qtbot, window: MainWindow) -> None:
+    from transcriber.audio.decode import load_audio
+
+    audio = load_audio(DEMO)
+    source = ReplaySource(audio, speed=4.0)
+    window.start_recording(source=source)
+    assert window.workspace.recording is not None
+    assert window.stop_action.isEnabled() and not window.record_action.isEnabled()
+    # while it records, turns appear with a <sot> marker and the speaker's name
+    qtbot.waitUntil(lambda: len(window.view.blocks) >= 2, timeout=60_000)
+    first = window.view.blocks[window.view.order[0]]
+    assert "&lt;sot&gt;" in first.header.text() and "S1" in first.header.text()
+    qtbot.waitUntil(source.exhausted.is_set, timeout=60_000)
+    qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)  # stop
+    _wait_done(qtbot, window)
+
+    transcript = window.workspace.transcript
+    assert len(transcript.speakers) == 3  # the demo meeting's three voices
+    assert all(not window.workspace.builder.is_open(t.turn_id) for t in transcript.turns)
+    blocks = window.view.blocks.values()
+    assert all(block.footer.isVisible() and "&lt;eot&gt;" in block.footer.text() for block in blocks)
+    assert "launch" in " ".join(t.text for t in transcript.turns).lower()
+    assert window.speaker_list.count() == 3
+    assert window.meter.times and "encoder" in window.meter.stage_ms  # the meter plotted real samples
+    session = window.workspace.session
+    recorded, _ = sf.read(session.flac_path, dtype="float32")
+    assert len(recorded) == len(audio)
+
+
+@needs_shared_data
+def test_open_file_then_rename_edit_search_and_export(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    assert window.open_file(JFK)
+    assert window.workspace.busy and window.stop_action.isEnabled() and not window.open_action.isEnabled()
+    _wait_done(qtbot, window)
+    assert not window.cancel_button.isVisible()
+    transcript = window.workspace.transcript
+    assert "ask not what your country can do for you" in " ".join(t.text for t in transcript.turns).lower().replace(
+        ",", ""
+    )
+    speaker = transcript.speakers[0]
+
+    window.rename_speaker(speaker, "John F. Kennedy")
+    assert all("John F. Kennedy" in block.header.text() for block in window.view.blocks.values())
+    turn = transcript.sorted_turns()[0]
+    window.edit_turn(turn.turn_id, "And so, my fellow Americans, ask not.")
+    assert "ask not." in window.view.blocks[turn.turn_id].body.text()
+    assert "(edited)" in window.view.blocks[turn.turn_id].header.text()
+
+    window.search.setText("fellow")
+    assert window.next_match() == turn.turn_id
+    assert "background" in window.view.blocks[turn.turn_id].body.text()  # the match is highlighted
+
+    for fmt in ("txt", "srt", "vtt", "json", "rttm", "seglst", "stm"):
+        assert window.export(tmp_path / f"out.{fmt}", fmt) is not None
+    assert "John F. Kennedy" in (tmp_path / "out.txt").read_text()
+    assert "<v John F. Kennedy>" in (tmp_path / "out.vtt").read_text()
+    assert json.loads((tmp_path / "out.json").read_text())["speaker_names"][speaker] == "John F. Kennedy"
+
+    # the edits are in the session's journal: reopening shows them
+    session_id = window.workspace.session.id
+    window.open_session(session_id)
+    reopened = window.workspace.transcript
+    assert reopened.display_name(speaker) == "John F. Kennedy"
+    assert reopened.turn(turn.turn_id).text == "And so, my fellow Americans, ask not."
+
+
+def test_merging_speakers_applies_to_later_turns(qtbot, window: MainWindow, monkeypatch) -> None:
+    window.start_recording(source=ReplaySource(np.zeros(16000, dtype=np.float32), speed=8.0))
+    workspace = window.workspace
+    job = workspace.job
+    # engine events as a two-speaker stream would give them, through the real outbox
+    job.outbox.put(
+        [
+            TurnStarted(1, 0, "S1", 0.0),
+            WordsCommitted(1, 0, (Word("Hi.", 0.1, 0.4),), 0.5),
+            TurnEnded(1, 0, "S1", 0.0, 0.5),
+            TurnStarted(2, 0, "S2", 1.0),
+            WordsCommitted(2, 0, (Word("Hello.", 1.1, 1.4),), 1.5),
+            TurnEnded(2, 0, "S2", 1.0, 1.5),
+        ]
+    )
+    window.poll()
+    assert window.speaker_list.count() == 2
+    window.speaker_list.setCurrentRow(1)  # S2
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *args, **kwargs: (args[3][0], True))
+    window._ask_merge()
+    assert workspace.transcript.speakers == ["S1"]
+    job.outbox.put([TurnStarted(3, 0, "S2", 2.0), TurnEnded(3, 0, "S2", 2.0, 2.5)])
+    window.poll()
+    assert workspace.transcript.turn(3).speaker == "S1"  # the merge holds for new turns
+    window.stop()
+    _wait_done(qtbot, window)
+
+
+def test_an_unreadable_file_gives_a_message_and_the_app_goes_on(window: MainWindow, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio")
+    assert not window.open_file(bad)
+    assert window.problems and "notes.wav" in window.problems[-1]
+    assert window.record_action.isEnabled()
+    assert window.workspace.store.sessions() == []  # no empty session left behind
+
+
+def test_interrupted_session_is_recovered_at_start(qtbot, window: MainWindow, monkeypatch) -> None:
+    store = window.workspace.store
+    session = store.create("Crashed meeting")
+    session.info = SessionInfo(**{**vars(session.info), "pid": 2**22 + 12345})  # a process that is gone
+    session.save_info()
+    recorder = PcmRecorder(session.pcm_path)
+    recorder.write(np.full(16000 * 2, 0.1, dtype=np.float32))
+    recorder.close()
+    journal = JournalWriter(session.journal_path)
+    journal.write(TurnStarted(1, 0, "S1", 0.0))
+    journal.write(WordsCommitted(1, 0, (Word("Before", 0.1, 0.5), Word("the", 0.5, 0.7)), 1.0))
+    journal.close()
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    window.offer_recovery()
+    assert store.interrupted() == []
+    assert window.workspace.session.id == session.id
+    assert session.flac_path.is_file() and not session.pcm_path.exists()
+    assert sf.info(session.flac_path).duration == pytest.approx(2.0)
+    assert "Before the" in window.view.blocks[1].body.text()
+
+
+def test_settings_are_kept_between_runs(qtbot, tmp_path: Path, window: MainWindow, loaded_engine) -> None:
+    index = window.device_box.findData(DEMO_INPUT)
+    window.device_box.setCurrentIndex(index)
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    assert AppSettings.load(qsettings).input_device == DEMO_INPUT
+    loader = EngineLoader(EngineSettings(), create=lambda **_: loaded_engine)
+    again = MainWindow(Workspace(SessionStore(tmp_path / "sessions"), loader), AppSettings.load(qsettings), qsettings)
+    qtbot.addWidget(again)
+    assert again.device_box.currentData() == DEMO_INPUT

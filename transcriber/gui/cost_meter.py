@@ -1,0 +1,105 @@
+"""The compute-cost meter: what recognition costs, live.
+
+Plotted against the audio clock: milliseconds of computation per second of
+audio for each engine stage (from the engine's ``CostSample`` events), the
+real-time factor, and the backlog (seconds of audio recorded but not yet
+recognised). The fraction of encoder blocks evaluated is the engine's own count
+(``CostSample.encoder_blocks_run``), shown as it comes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from transcriber.engine.events import CostSample
+
+STAGE_COLOURS = {
+    "vad": "#7f7f7f",
+    "embedding": "#2ca02c",
+    "encoder": "#1f77b4",
+    "decoder": "#ff7f0e",
+    "clustering": "#9467bd",
+}
+HISTORY = 600  # points kept per curve
+RTF_WINDOW = 10  # samples (about 10 s of audio) in the real-time factor shown as a number
+
+
+class CostMeter(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        pg.setConfigOptions(antialias=True, background="w", foreground="k")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.summary = QLabel()
+        layout.addWidget(self.summary)
+
+        self.stage_plot = pg.PlotWidget(title="ms of compute per s of audio")
+        self.stage_plot.addLegend(offset=(5, 5))
+        self.stage_plot.setLabel("bottom", "audio time", units="s")
+        layout.addWidget(self.stage_plot, stretch=2)
+        self.load_plot = pg.PlotWidget(title="real-time factor and backlog")
+        self.load_plot.addLegend(offset=(5, 5))
+        self.load_plot.setLabel("bottom", "audio time", units="s")
+        layout.addWidget(self.load_plot, stretch=1)
+
+        self.times: deque[float] = deque(maxlen=HISTORY)
+        self.stage_ms: dict[str, deque[float]] = {}
+        self.stage_curves: dict[str, pg.PlotDataItem] = {}
+        self.rtf: deque[float] = deque(maxlen=HISTORY)
+        self.rtf_curve = self.load_plot.plot(name="RTF", pen=pg.mkPen("#d62728", width=2))
+        self.backlog_times: deque[float] = deque(maxlen=HISTORY)
+        self.backlog: deque[float] = deque(maxlen=HISTORY)
+        self.backlog_curve = self.load_plot.plot(name="backlog (s)", pen=pg.mkPen("#555555", width=1))
+        self.encoder_blocks_run = 1.0
+        self.last_rtf = 0.0
+        self.last_backlog = 0.0
+        # (compute seconds, audio seconds) of the latest samples: one sample's own ratio
+        # jumps (the end-of-stream work lands in a short last sample), their sum does not
+        self.recent: deque[tuple[float, float]] = deque(maxlen=RTF_WINDOW)
+        self._show_summary()
+
+    def add_sample(self, sample: CostSample) -> None:
+        span = sample.audio_end - sample.audio_start
+        if span <= 0:
+            return
+        self.times.append(sample.audio_end)
+        for stage in sample.stage_seconds.keys() | self.stage_ms.keys():
+            if stage not in self.stage_ms:
+                self.stage_ms[stage] = deque([0.0] * (len(self.times) - 1), maxlen=HISTORY)
+                colour = STAGE_COLOURS.get(stage, "#000000")
+                self.stage_curves[stage] = self.stage_plot.plot(name=stage, pen=pg.mkPen(colour, width=2))
+            self.stage_ms[stage].append(1000.0 * sample.stage_seconds.get(stage, 0.0) / span)
+        compute = sum(sample.stage_seconds.values())
+        self.rtf.append(compute / span)
+        self.recent.append((compute, span))
+        self.last_rtf = sum(c for c, _ in self.recent) / sum(a for _, a in self.recent)
+        self.encoder_blocks_run = sample.encoder_blocks_run
+        times = list(self.times)
+        for stage, curve in self.stage_curves.items():
+            curve.setData(times, list(self.stage_ms[stage]))
+        self.rtf_curve.setData(times, list(self.rtf))
+        self._show_summary()
+
+    def add_backlog(self, audio_time: float, backlog_seconds: float) -> None:
+        self.last_backlog = backlog_seconds
+        self.backlog_times.append(audio_time)
+        self.backlog.append(backlog_seconds)
+        self.backlog_curve.setData(list(self.backlog_times), list(self.backlog))
+        self._show_summary()
+
+    def reset(self) -> None:
+        for series in (self.times, self.rtf, self.backlog_times, self.backlog, self.recent, *self.stage_ms.values()):
+            series.clear()
+        for curve in (*self.stage_curves.values(), self.rtf_curve, self.backlog_curve):
+            curve.setData([], [])
+        self.last_rtf, self.last_backlog, self.encoder_blocks_run = 0.0, 0.0, 1.0
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        self.summary.setText(
+            f"<b>RTF</b> {self.last_rtf:.2f} &nbsp; <b>backlog</b> {self.last_backlog:.1f} s"
+            f" &nbsp; <b>encoder blocks run</b> {100.0 * self.encoder_blocks_run:.0f} %"
+        )

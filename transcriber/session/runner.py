@@ -1,0 +1,332 @@
+"""Recording and transcribing a session on background threads (no Qt).
+
+Live recording uses two threads, so that recognition can never hold up the
+audio:
+
+    capture callback --queue--> recorder thread --queue--> engine thread --> outbox
+                                 (writes audio.pcm,          (engine.feed, journal)
+                                  flushed every second)
+
+The recorder thread writes every captured block to disk before it hands it to
+the engine; the engine's queue is unbounded, so when recognition is slower than
+real time the recording goes on and the backlog grows, and the transcript
+catches up after stop. A file goes through the same engine thread, fed from the
+decoder as fast as the CPU allows (its audio is copied into the session too).
+
+What the threads produce goes to ``outbox``: lists of engine events, and the
+notices below. A GUI polls it; tests read it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from transcriber.audio.recorder import SAMPLE_RATE, PcmRecorder, RecordingError
+from transcriber.engine.events import Event
+from transcriber.session.store import Session
+from transcriber.transcript.journal import JournalWriter
+
+# a device that delivers nothing for this long while recording is treated as gone
+DEVICE_TIMEOUT_SECONDS = 3.0
+
+
+class Engine(Protocol):
+    time: float
+
+    def feed(self, samples: np.ndarray) -> list[Event]: ...
+
+    def finish(self) -> list[Event]: ...
+
+
+class AudioSource(Protocol):
+    overflows: int
+    stream_error: str | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def read(self, timeout: float = 0.1) -> np.ndarray | None: ...
+
+    def drain(self) -> list[np.ndarray]: ...
+
+    def silent_for(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something went wrong; ``fatal`` problems ended the recording (audio so far is kept)."""
+
+    message: str
+    fatal: bool = True
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The session is complete: audio closed, transcript final."""
+
+    session_id: str
+    cancelled: bool = False
+
+
+Notice = Problem | Finished
+Outbox = queue.SimpleQueue  # of list[Event] | Notice
+
+
+@dataclass(frozen=True)
+class Progress:
+    recorded_seconds: float  # audio on disk (live) or decoded (file)
+    recognized_seconds: float  # audio the engine has been given
+    total_seconds: float | None  # a file's length; None live
+    level_dbfs: float  # loudness of the latest block
+    overflows: int  # blocks the sound card dropped before we read them
+
+    @property
+    def backlog_seconds(self) -> float:
+        return max(0.0, self.recorded_seconds - self.recognized_seconds)
+
+
+class _EngineThread:
+    """Feeds queued blocks to the engine; journals and posts its events."""
+
+    def __init__(self, engine: Engine | Callable[[], Engine], session: Session, outbox: Outbox):
+        # a callable is called on the engine thread: the recording can start while the
+        # model is still loading, and the first blocks wait in the queue
+        self._engine = engine
+        self.session = session
+        self.outbox = outbox
+        self.blocks: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self.journal = JournalWriter(session.journal_path)
+        self.recognized_samples = 0
+        self.cancelled = threading.Event()
+        self.on_done: Callable[[], None] = lambda: None
+        self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
+
+    def _post(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for event in events:
+            self.journal.write(event)
+        self.outbox.put(events)
+
+    def _run(self) -> None:
+        failed = False
+        try:
+            if callable(self._engine) and not hasattr(self._engine, "feed"):
+                failed = not self._recognize(lambda _: self._load_engine(), None)
+            # the queue is drained to its end (None) even after a failure or a cancel:
+            # the session closes only once the audio side has closed its file
+            while (block := self.blocks.get()) is not None:
+                if not (failed or self.cancelled.is_set()):
+                    failed = not self._recognize(self.engine.feed, block)
+                self.recognized_samples += len(block)
+            if not (failed or self.cancelled.is_set()):
+                self._recognize(lambda _: self.engine.finish(), None)
+        finally:
+            self.journal.close()
+            self.on_done()
+
+    def _load_engine(self) -> list[Event]:
+        self._engine = self._engine()
+        return []
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def _recognize(self, step: Callable[[np.ndarray | None], list[Event]], block: np.ndarray | None) -> bool:
+        try:
+            self._post(step(block))
+        except Exception as error:  # noqa: BLE001 - whatever breaks, the recording goes on
+            self.outbox.put(Problem(f"recognition failed ({error}); the recording goes on and is kept", fatal=False))
+            return False
+        return True
+
+
+class LiveRecording:
+    """Records ``source`` into ``session`` and transcribes it as it comes."""
+
+    def __init__(
+        self,
+        session: Session,
+        engine: Engine | Callable[[], Engine],
+        source: AudioSource,
+        outbox: Outbox | None = None,
+    ):
+        self.session = session
+        self.source = source
+        self.outbox: Outbox = outbox if outbox is not None else queue.SimpleQueue()
+        self.recorder = PcmRecorder(session.pcm_path)
+        self.worker = _EngineThread(engine, session, self.outbox)
+        self.worker.on_done = self._close_session
+        self.level_dbfs = -math.inf
+        self.paused = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._record, name="recorder", daemon=True)
+
+    def start(self) -> None:
+        self.source.start()
+        self.worker.thread.start()
+        self._thread.start()
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.source.stop()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.source.start()
+            self.paused = False
+
+    def stop(self) -> None:
+        """Stop capturing; recognition finishes the backlog on its own thread."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the session is complete; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self.worker.thread):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not (self._thread.is_alive() or self.worker.thread.is_alive())
+
+    @property
+    def running(self) -> bool:
+        return self.worker.thread.is_alive()
+
+    def progress(self) -> Progress:
+        return Progress(
+            recorded_seconds=self.recorder.samples_written / SAMPLE_RATE,
+            recognized_seconds=self.worker.recognized_samples / SAMPLE_RATE,
+            total_seconds=None,
+            level_dbfs=self.level_dbfs,
+            overflows=self.source.overflows,
+        )
+
+    def _record(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self.source.read(timeout=0.1)
+                if block is not None:
+                    self._keep(block)
+                elif not self.paused and (
+                    self.source.stream_error or self.source.silent_for() > DEVICE_TIMEOUT_SECONDS
+                ):
+                    reason = self.source.stream_error or "the microphone stopped delivering audio"
+                    self.outbox.put(Problem(f"{reason}: recording stopped; the audio so far is kept"))
+                    break
+            self.source.stop()
+            for block in self.source.drain():
+                self._keep(block)
+        except RecordingError as error:
+            self.outbox.put(Problem(str(error)))
+            self.source.stop()
+        finally:
+            try:
+                self.recorder.close()
+            except RecordingError as error:
+                self.outbox.put(Problem(str(error)))
+            self.session.info.duration_seconds = self.recorder.seconds
+            self.worker.blocks.put(None)
+
+    def _keep(self, block: np.ndarray) -> None:
+        if len(block) == 0:
+            return
+        self.recorder.write(block)  # to disk first: recognition may lag, the audio is safe
+        self.worker.blocks.put(block)
+        self.level_dbfs = 10.0 * math.log10(float(np.mean(block.astype(np.float64) ** 2)) + 1e-12)
+
+    def _close_session(self) -> None:
+        try:
+            self.session.close_recording()
+            self.session.complete()
+            self.outbox.put(Finished(self.session.id))
+        except OSError as error:
+            self.outbox.put(Problem(f"cannot finish the session in {self.session.folder}: {error}"))
+
+
+class FileTranscription:
+    """Transcribes a decoded file into ``session`` (its audio is copied there too)."""
+
+    def __init__(
+        self,
+        session: Session,
+        engine: Engine | Callable[[], Engine],
+        blocks: Iterable[np.ndarray],
+        total_seconds: float | None,
+        outbox: Outbox | None = None,
+    ):
+        self.session = session
+        self.blocks = blocks
+        self.total_seconds = total_seconds
+        self.outbox: Outbox = outbox if outbox is not None else queue.SimpleQueue()
+        self.recorder = PcmRecorder(session.pcm_path)
+        self.worker = _EngineThread(engine, session, self.outbox)
+        self.worker.on_done = self._close_session
+        self._thread = threading.Thread(target=self._decode, name="decoder", daemon=True)
+
+    def start(self) -> None:
+        self.worker.thread.start()
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.worker.cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        self.worker.thread.join(timeout)
+        return not self.worker.thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self.worker.thread.is_alive()
+
+    def progress(self) -> Progress:
+        return Progress(
+            recorded_seconds=self.recorder.samples_written / SAMPLE_RATE,
+            recognized_seconds=self.worker.recognized_samples / SAMPLE_RATE,
+            total_seconds=self.total_seconds,
+            level_dbfs=-math.inf,
+            overflows=0,
+        )
+
+    def _decode(self) -> None:
+        try:
+            for block in self.blocks:
+                if self.worker.cancelled.is_set():
+                    break
+                self.recorder.write(block)
+                self.worker.blocks.put(block)
+                # decoding is much faster than recognition: stay a few seconds ahead,
+                # not the whole file (memory stays flat for long files)
+                while (
+                    self.recorder.samples_written - self.worker.recognized_samples > 10 * SAMPLE_RATE
+                    and not self.worker.cancelled.is_set()
+                ):
+                    time.sleep(0.02)
+        except Exception as error:  # noqa: BLE001 - AudioDecodeError and anything a codec raises
+            self.outbox.put(Problem(str(error)))
+        finally:
+            try:
+                self.recorder.close()
+            except RecordingError as error:
+                self.outbox.put(Problem(str(error)))
+            self.session.info.duration_seconds = self.recorder.seconds
+            self.worker.blocks.put(None)
+
+    def _close_session(self) -> None:
+        try:
+            self.session.close_recording()
+            self.session.complete()
+            self.outbox.put(Finished(self.session.id, cancelled=self.worker.cancelled.is_set()))
+        except OSError as error:
+            self.outbox.put(Problem(f"cannot finish the session in {self.session.folder}: {error}"))
