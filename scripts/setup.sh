@@ -117,4 +117,4 @@ started=$SECONDS
 install_apt_packages
 create_venv
 install_python_packages
-log "ready in $((SECONDS - started)) s: .venv/bin/transcriber demo | scripts/test.sh"
+log "ready in $((SECONDS - started)) s: .venv/bin/transcriber (the app) | scripts/test.sh"

@@ -2,7 +2,7 @@
 
 Plotted against the audio clock: milliseconds of computation per second of
 audio for each engine stage (from the engine's ``CostSample`` events), the
-real-time factor, and the backlog (seconds of audio recorded but not yet
+real-time factor (both over the last few seconds), and the backlog (seconds of audio recorded but not yet
 recognised). The fraction of encoder blocks evaluated is the engine's own count
 (``CostSample.encoder_blocks_run``), shown as it comes.
 """
@@ -24,7 +24,9 @@ STAGE_COLOURS = {
     "clustering": "#9467bd",
 }
 HISTORY = 600  # points kept per curve
-RTF_WINDOW = 10  # samples (about 10 s of audio) in the real-time factor shown as a number
+# each point is the cost over the latest samples (about 5 s of audio): one sample alone
+# jumps (the end-of-stream work lands in a short last sample), a few together do not
+SMOOTHING = 5
 
 
 class CostMeter(QWidget):
@@ -56,9 +58,7 @@ class CostMeter(QWidget):
         self.encoder_blocks_run = 1.0
         self.last_rtf = 0.0
         self.last_backlog = 0.0
-        # (compute seconds, audio seconds) of the latest samples: one sample's own ratio
-        # jumps (the end-of-stream work lands in a short last sample), their sum does not
-        self.recent: deque[tuple[float, float]] = deque(maxlen=RTF_WINDOW)
+        self.recent: deque[CostSample] = deque(maxlen=SMOOTHING)
         self._show_summary()
 
     def add_sample(self, sample: CostSample) -> None:
@@ -66,16 +66,17 @@ class CostMeter(QWidget):
         if span <= 0:
             return
         self.times.append(sample.audio_end)
+        self.recent.append(sample)
+        audio = sum(s.audio_end - s.audio_start for s in self.recent)
         for stage in sample.stage_seconds.keys() | self.stage_ms.keys():
             if stage not in self.stage_ms:
                 self.stage_ms[stage] = deque([0.0] * (len(self.times) - 1), maxlen=HISTORY)
                 colour = STAGE_COLOURS.get(stage, "#000000")
                 self.stage_curves[stage] = self.stage_plot.plot(name=stage, pen=pg.mkPen(colour, width=2))
-            self.stage_ms[stage].append(1000.0 * sample.stage_seconds.get(stage, 0.0) / span)
-        compute = sum(sample.stage_seconds.values())
-        self.rtf.append(compute / span)
-        self.recent.append((compute, span))
-        self.last_rtf = sum(c for c, _ in self.recent) / sum(a for _, a in self.recent)
+            compute = sum(s.stage_seconds.get(stage, 0.0) for s in self.recent)
+            self.stage_ms[stage].append(1000.0 * compute / audio)
+        self.last_rtf = sum(sum(s.stage_seconds.values()) for s in self.recent) / audio
+        self.rtf.append(self.last_rtf)
         self.encoder_blocks_run = sample.encoder_blocks_run
         times = list(self.times)
         for stage, curve in self.stage_curves.items():
