@@ -39,7 +39,8 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 16000
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the stall run's window; set DISPLAY and xcb to watch it
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 # --- launch ---------------------------------------------------------------------------------------

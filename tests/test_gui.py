@@ -46,6 +46,18 @@ def _wait_done(qtbot, window: MainWindow, timeout_s: float = 180) -> None:
     window.poll()  # render what the last poll did not see
 
 
+def test_qt_calls_keep_none_alive(window: MainWindow) -> None:
+    """PySide6 6.12.0 on Python 3.11 dropped a reference to None on every call that
+    returns nothing; the app then aborted after a few thousand UI updates."""
+    import sys
+
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        window.state_label.setText("x")
+        window.level.setValue(3)
+    assert sys.getrefcount(None) - before > -100
+
+
 def test_window_is_ready_to_record(window: MainWindow) -> None:
     assert window.record_action.isEnabled() and not window.stop_action.isEnabled()
     assert window.device_box.findData(DEMO_INPUT) >= 0
