@@ -32,13 +32,17 @@ DEMO = Path(__file__).resolve().parents[1] / "assets/demo_meeting.ogg"
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, loaded_engine) -> MainWindow:
+def window(qtbot, tmp_path: Path, loaded_engine):
     qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     loader = EngineLoader(EngineSettings(), create=lambda **_: loaded_engine)
     main = MainWindow(Workspace(SessionStore(tmp_path / "sessions"), loader), AppSettings(), qsettings)
-    qtbot.addWidget(main)
     main.show()
-    return main
+    yield main
+    # not qtbot.addWidget: pytest-qt would close the window before this runs, and with
+    # a recording still going (a test that failed midway) closing asks the user first
+    main.workspace.close()
+    main.close()
+    main.deleteLater()
 
 
 def _wait_done(qtbot, window: MainWindow, timeout_s: float = 180) -> None:
@@ -160,6 +164,60 @@ def test_merging_speakers_applies_to_later_turns(qtbot, window: MainWindow, monk
     _wait_done(qtbot, window)
 
 
+def test_a_dropped_file_is_transcribed_and_can_be_cancelled(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from transcriber.audio.decode import load_audio
+
+    long_file = tmp_path / "long.flac"
+    sf.write(long_file, np.tile(load_audio(DEMO), 4), 16000)  # 3.6 min: far from done when cancelled
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(long_file))])
+    drop = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
+    window.dropEvent(drop)
+    assert window.workspace.busy and window.workspace.session.info.title == "long.flac"
+    qtbot.waitUntil(lambda: window.cancel_button.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: window.workspace.progress().recognized_seconds > 5, timeout=60_000)
+    window.cancel_button.click()
+    _wait_done(qtbot, window, timeout_s=60)
+    assert "cancelled" in window.state_label.text()
+    session = window.workspace.store.open(window.workspace.session.id)
+    assert 5 < session.info.duration_seconds < 4 * 54  # the audio up to the cancel is kept
+
+
+def test_the_view_follows_the_live_edge_unless_scrolled_back(qtbot, window: MainWindow) -> None:
+    window.start_recording(source=ReplaySource(np.zeros(16000, dtype=np.float32), speed=8.0))
+    outbox = window.workspace.job.outbox
+
+    def add_turns(first: int, count: int) -> None:
+        events = []
+        for turn_id in range(first, first + count):
+            start = float(turn_id)
+            events += [
+                TurnStarted(turn_id, 0, "S1", start),
+                WordsCommitted(turn_id, 0, (Word(f"turn{turn_id}", start, start + 0.5),), start + 0.6),
+                TurnEnded(turn_id, 0, "S1", start, start + 0.6),
+            ]
+        outbox.put(events)
+        window.poll()
+        qtbot.wait(50)
+
+    bar = window.view.verticalScrollBar()
+    add_turns(1, 40)
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()  # at the live edge
+    bar.setValue(0)  # the reader scrolls back
+    add_turns(41, 5)
+    assert bar.value() == 0
+    window.view.scroll_to_live_edge()
+    add_turns(46, 5)
+    assert bar.value() == bar.maximum()
+    window.stop()
+    _wait_done(qtbot, window)
+
+
 def test_an_unreadable_file_gives_a_message_and_the_app_goes_on(window: MainWindow, tmp_path: Path) -> None:
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio")
@@ -189,6 +247,30 @@ def test_interrupted_session_is_recovered_at_start(qtbot, window: MainWindow, mo
     assert session.flac_path.is_file() and not session.pcm_path.exists()
     assert sf.info(session.flac_path).duration == pytest.approx(2.0)
     assert "Before the" in window.view.blocks[1].body.text()
+
+
+def test_the_sessions_dialog_lists_and_opens_past_sessions(qtbot, window: MainWindow) -> None:
+    from transcriber.gui.dialogs import SessionsDialog
+
+    store = window.workspace.store
+    for title in ("Monday standup", "Design review"):
+        session = store.create(title)
+        journal = JournalWriter(session.journal_path)
+        journal.write(TurnStarted(1, 0, "S1", 0.0))
+        journal.write(WordsCommitted(1, 0, (Word(title, 0.1, 0.9),), 1.0))
+        journal.write(TurnEnded(1, 0, "S1", 0.0, 1.0))
+        journal.close()
+        session.complete()
+    dialog = SessionsDialog(store, window)
+    qtbot.addWidget(dialog)
+    labels = [dialog.list.item(row).text() for row in range(dialog.list.count())]
+    assert len(labels) == 2 and all(any(t in label for label in labels) for t in ("Monday standup", "Design review"))
+    row = next(row for row, label in enumerate(labels) if "Monday standup" in label)
+    dialog.list.setCurrentRow(row)
+    dialog.accept()
+    window.open_session(dialog.chosen)
+    assert window.workspace.session.info.title == "Monday standup"
+    assert "Monday standup" in window.view.blocks[1].body.text()
 
 
 def test_settings_are_kept_between_runs(qtbot, tmp_path: Path, window: MainWindow, loaded_engine) -> None:

@@ -276,3 +276,35 @@ def test_kill_during_recording_loses_at_most_a_second(tmp_path: Path) -> None:
     np.testing.assert_array_equal(recovered, _int16(audio[: len(recovered)]))
     transcript = session.transcript()  # the journal up to its last flush
     assert any(turn.words for turn in transcript.turns)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 256 KiB file system (8 s of 16 kHz audio): a disk that fills up while recording."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)  # lazy: no "busy" if a file is open
+
+
+@needs_shared_data
+def test_a_full_disk_stops_the_recording_with_a_message_and_keeps_the_audio(engine_factory, small_disk: Path) -> None:
+    audio, _ = sf.read(JFK, dtype="float32")
+    session = SessionStore(small_disk / "sessions").create("full disk")
+    recording = LiveRecording(session, engine_factory(), ReplaySource(np.concatenate([audio, audio]), speed=8.0))
+    recording.start()
+    assert recording.wait(120), "the recording must end by itself"
+    messages = [item.message for item in _outbox_items(recording.outbox) if isinstance(item, Problem)]
+    assert messages and "disk is full" in messages[0] and "kept" in messages[0], messages
+    # what reached the disk is a valid recording: exactly the first samples, nothing garbled
+    if session.pcm_path.exists():  # no room to convert it to FLAC
+        kept = np.fromfile(session.pcm_path, dtype="<i2")
+    else:
+        kept, _ = sf.read(session.flac_path, dtype="int16")
+    assert len(kept) > 4 * SAMPLE_RATE
+    np.testing.assert_array_equal(kept, _int16(np.concatenate([audio, audio]))[: len(kept)])

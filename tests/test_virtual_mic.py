@@ -5,7 +5,6 @@ pipeline captures it with sounddevice, writes it to disk and transcribes it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO, needs_shared_data
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 from transcriber.evaluation import virtual_mic
 
 # Records from the default input in a process of its own (PortAudio must see the
@@ -59,18 +58,18 @@ def test_meeting_played_into_a_virtual_microphone(tmp_path: Path) -> None:
     played = tmp_path / "meeting.wav"
     sf.write(played, meeting.audio, 16000, subtype="PCM_16")
 
-    with virtual_mic.virtual_microphone() as sink:
+    with virtual_mic.virtual_microphone() as microphone:
         recorder = subprocess.Popen(
             [sys.executable, "-c", _RECORDER, str(tmp_path / "sessions")],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**microphone.env, "PYTHONPATH": str(REPO)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert recorder.stdin is not None and recorder.stdout is not None
         assert recorder.stdout.readline().strip() == "READY"
-        virtual_mic.play(played, sink)
+        microphone.play(played)
         time.sleep(1.0)
         recorder.stdin.write("stop\n")
         recorder.stdin.flush()
@@ -95,3 +94,59 @@ def test_meeting_played_into_a_virtual_microphone(tmp_path: Path) -> None:
         segment["end_time"] = max(segment["start_time"], segment["end_time"] - offset / 16000)
     errors = cpwer(meeting.to_seglst(), hypothesis)
     assert errors.rate < 0.25, errors
+
+
+_UNTIL_IT_STOPS = textwrap.dedent(
+    """
+    import json, sys, time
+    from transcriber.session.store import SessionStore
+    from transcriber.session.workspace import EngineLoader, EngineSettings, Workspace
+
+    workspace = Workspace(SessionStore(sys.argv[1]), EngineLoader(EngineSettings()))
+    workspace.loader.get()
+    session = workspace.start_recording(device="default")
+    while workspace.job.source.callbacks == 0:
+        time.sleep(0.05)
+    print("READY", flush=True)
+    items = []
+    deadline = time.monotonic() + 60
+    while workspace.busy and time.monotonic() < deadline:
+        items += workspace.poll()
+        time.sleep(0.05)
+    items += workspace.poll()
+    problems = [item.message for item in items if hasattr(item, "message")]
+    print(json.dumps({"session": session.id, "stopped": not workspace.busy, "problems": problems}), flush=True)
+    """
+)
+
+
+@needs_shared_data
+@pytest.mark.skipif(not virtual_mic.available(), reason="needs pulseaudio, pactl and paplay (scripts/apt-packages.txt)")
+def test_a_microphone_that_disappears_stops_the_recording_cleanly(tmp_path: Path) -> None:
+    from transcriber.session.store import SessionStore
+
+    audio, _ = sf.read(SHARED_DATA / "utterances/jfk_whisper/jfk.flac", dtype="float32")
+    played = tmp_path / "jfk.wav"
+    sf.write(played, audio, 16000, subtype="PCM_16")
+    with virtual_mic.virtual_microphone() as microphone:
+        recorder = subprocess.Popen(
+            [sys.executable, "-c", _UNTIL_IT_STOPS, str(tmp_path / "sessions")],
+            cwd=REPO,
+            env={**microphone.env, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert recorder.stdout is not None
+        assert recorder.stdout.readline().strip() == "READY"
+        microphone.play(played)
+        microphone.unplug()
+        result = json.loads(recorder.stdout.readline())
+        assert recorder.wait(timeout=120) == 0
+
+    assert result["stopped"], "the recording should stop by itself"
+    assert any("microphone" in p or "device" in p for p in result["problems"]), result["problems"]
+    session = SessionStore(tmp_path / "sessions").open(result["session"])
+    assert session.info.state == "complete"
+    recorded, _ = sf.read(session.flac_path, dtype="float32")
+    correlation, _ = virtual_mic.aligned_correlation(audio, recorded)
+    assert correlation > 0.95  # what was played before the device went is kept

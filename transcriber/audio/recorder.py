@@ -61,10 +61,18 @@ class PcmRecorder:
     def close(self) -> None:
         if self._file.closed:
             return
+        failure: OSError | None = None
         try:
-            self.flush()
-        finally:
-            self._file.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            failure = error
+        try:
+            self._file.close()  # closes the file even when its last flush fails
+        except OSError as error:
+            failure = failure or error
+        if failure is not None:
+            raise RecordingError(_reason(self.path, failure)) from failure
 
 
 def _reason(path: Path, error: OSError) -> str:
@@ -87,14 +95,18 @@ def pcm_to_flac(pcm_path: Path | str, flac_path: Path | str, block_seconds: floa
     block_bytes = int(block_seconds * SAMPLE_RATE) * BYTES_PER_SAMPLE
     samples = 0
     partial = flac_path.with_suffix(".flac.part")
-    with (
-        open(pcm_path, "rb") as source,
-        sf.SoundFile(partial, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="FLAC") as target,
-    ):
-        while chunk := source.read(block_bytes):
-            chunk = chunk[: len(chunk) - len(chunk) % BYTES_PER_SAMPLE]
-            pcm = np.frombuffer(chunk, dtype="<i2")
-            target.write(pcm)
-            samples += len(pcm)
+    try:
+        with (
+            open(pcm_path, "rb") as source,
+            sf.SoundFile(partial, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="FLAC") as target,
+        ):
+            while chunk := source.read(block_bytes):
+                chunk = chunk[: len(chunk) - len(chunk) % BYTES_PER_SAMPLE]
+                pcm = np.frombuffer(chunk, dtype="<i2")
+                target.write(pcm)
+                samples += len(pcm)
+    except (OSError, RuntimeError) as error:  # soundfile's errors are RuntimeErrors
+        partial.unlink(missing_ok=True)
+        raise RecordingError(f"cannot convert {pcm_path} to FLAC ({error}); the raw recording is kept") from error
     partial.replace(flac_path)  # never a half-written FLAC under the final name
     return samples / SAMPLE_RATE

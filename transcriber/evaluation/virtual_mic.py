@@ -4,16 +4,20 @@ records through sounddevice (PortAudio's ``default`` device goes through Pulse).
 
 Needs the Debian packages pulseaudio, pulseaudio-utils, libasound2-plugins and
 libportaudio2 (scripts/apt-packages.txt). PortAudio lists devices when
-sounddevice is first imported: record in a process started after the sink is up.
+sounddevice is first imported: record in a process started after the sink is
+up, with the microphone's ``env`` (it names the private server's socket).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,36 +29,58 @@ def available() -> bool:
     return all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "paplay"))
 
 
-def _pactl(*args: str) -> str:
-    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+@dataclass
+class VirtualMicrophone:
+    """A private PulseAudio server with one null sink; ``env`` points a process at it
+    (give it to every process that records or plays)."""
+
+    sink: str
+    env: dict[str, str]
+
+    def pactl(self, *args: str) -> str:
+        done = subprocess.run(["pactl", *args], env=self.env, check=True, capture_output=True, text=True, timeout=30)
+        return done.stdout.strip()
+
+    def play(self, path: Path | str) -> None:
+        """Play a sound file into the sink; returns when it has been played."""
+        subprocess.run(["paplay", f"--device={self.sink}", str(path)], env=self.env, check=True, timeout=3600)
+
+    def unplug(self) -> None:
+        """Remove the sink: the microphone the app records from is gone (no other source)."""
+        self.pactl("unload-module", "module-null-sink")
 
 
 @contextmanager
-def virtual_microphone(sink: str = SINK) -> Iterator[str]:
-    """Start PulseAudio if it is not running, add the null sink and make its monitor
-    the default source; undo all of it afterwards. Yields the sink's name."""
-    started = subprocess.run(["pulseaudio", "--check"], capture_output=True).returncode != 0
-    if started:
-        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1"], check=True, capture_output=True, timeout=30)
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-    module = _pactl("load-module", "module-null-sink", f"sink_name={sink}")
-    previous_source = _pactl("get-default-source")
-    _pactl("set-default-source", f"{sink}.monitor")
+def virtual_microphone(sink: str = SINK) -> Iterator[VirtualMicrophone]:
+    """Start a PulseAudio server of our own (its own socket: a desktop's sound server is
+    left alone) with a null sink whose monitor is the default source; stop it after."""
+    runtime = Path(tempfile.mkdtemp(prefix="transcriber-pulse-"))
+    env = {
+        **os.environ,
+        "PULSE_RUNTIME_PATH": str(runtime),
+        "PULSE_STATE_PATH": str(runtime),
+        "PULSE_SERVER": f"unix:{runtime}/native",
+    }
+    server = [
+        "pulseaudio",
+        "--daemonize=yes",
+        "-n",  # none of the system's default modules: only what is loaded here
+        "--exit-idle-time=-1",
+        f"--load=module-native-protocol-unix socket={runtime}/native auth-anonymous=1",
+        f"--load=module-null-sink sink_name={sink}",
+    ]
+    subprocess.run(server, env=env, check=True, capture_output=True, timeout=30)
+    microphone = VirtualMicrophone(sink, env)
     try:
-        yield sink
+        for _ in range(100):
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        microphone.pactl("set-default-source", f"{sink}.monitor")
+        yield microphone
     finally:
-        subprocess.run(["pactl", "set-default-source", previous_source], capture_output=True)
-        subprocess.run(["pactl", "unload-module", module], capture_output=True)
-        if started:
-            subprocess.run(["pulseaudio", "--kill"], capture_output=True)
-
-
-def play(path: Path | str, sink: str = SINK) -> None:
-    """Play a sound file into the sink; returns when it has been played."""
-    subprocess.run(["paplay", f"--device={sink}", str(path)], check=True, timeout=3600)
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=30)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def aligned_correlation(played: np.ndarray, recorded: np.ndarray) -> tuple[float, int]:

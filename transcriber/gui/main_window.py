@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from transcriber.audio.capture import CaptureError, input_devices
 from transcriber.audio.decode import AudioDecodeError, load_audio
+from transcriber.audio.recorder import RecordingError
 from transcriber.audio.replay import ReplaySource
 from transcriber.engine.events import CostSample, SpeakerRelabelled, TurnDiscarded, TurnSplit
 from transcriber.gui.cost_meter import CostMeter
@@ -262,10 +263,17 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(
             self, "Recover recordings", f"These sessions were interrupted:\n{names}\n\nRecover and open the latest?"
         )
-        if answer == QMessageBox.StandardButton.Yes:
-            for session in interrupted:
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        recovered = []
+        for session in interrupted:
+            try:
                 session.recover()
-            self.open_session(interrupted[0].id)
+                recovered.append(session)
+            except (OSError, RecordingError) as error:  # e.g. still no room for the FLAC
+                self.show_problem(f"Cannot recover {session.folder}: {error}")
+        if recovered:
+            self.open_session(recovered[0].id)
 
     def export(self, path: str | Path, fmt: str | None = None) -> Path | None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from transcriber.transcript.builder import TranscriptBuilder
@@ -101,12 +101,18 @@ class TranscriptView(QScrollArea):
         self.blocks: dict[int, TurnBlock] = {}
         self.order: list[int] = []
         self.search_text = ""
+        # follow the live edge: when the content grows (the range changes after the
+        # layout, not when the blocks are added) jump to the end, unless the reader
+        # has scrolled away from it
+        self.following = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._range_changed)
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, builder: TranscriptBuilder, turn_ids: set[int] | None = None) -> None:
         """Bring the blocks in line with the transcript; only ``turn_ids`` are redrawn
         when given (the rest did not change), all otherwise."""
-        at_live_edge = self._at_live_edge()
         transcript = builder.transcript
         turns = transcript.sorted_turns()
         present = {turn.turn_id for turn in turns}
@@ -129,8 +135,6 @@ class TranscriptView(QScrollArea):
         order = [turn.turn_id for turn in turns]
         if order != self.order:
             self._arrange(order)
-        if at_live_edge:
-            QTimer.singleShot(0, self.scroll_to_live_edge)
 
     def _arrange(self, order: list[int]) -> None:
         if order[: len(self.order)] == self.order:  # new turns at the end: the usual case
@@ -143,18 +147,23 @@ class TranscriptView(QScrollArea):
                 self.column.addWidget(self.blocks[turn_id])
         self.order = order
 
-    def _at_live_edge(self) -> bool:
-        bar = self.verticalScrollBar()
-        return bar.value() >= bar.maximum() - 24
+    def _scrolled(self, value: int) -> None:
+        self.following = value >= self.verticalScrollBar().maximum() - 24
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        if self.following:
+            self.verticalScrollBar().setValue(maximum)
 
     def scroll_to_live_edge(self) -> None:
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
+        self.following = True
 
     def clear(self) -> None:
         for block in self.blocks.values():
             block.deleteLater()
         self.blocks, self.order = {}, []
+        self.following = True
 
     # -- search ------------------------------------------------------------------------------
     def matches(self, needle: str) -> list[int]:

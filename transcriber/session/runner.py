@@ -131,7 +131,10 @@ class _EngineThread:
             if not (failed or self.cancelled.is_set()):
                 self._recognize(lambda _: self.engine.finish(), None)
         finally:
-            self.journal.close()
+            try:
+                self.journal.close()
+            except OSError as error:  # a full disk: the journal keeps what was flushed
+                self.outbox.put(Problem(f"cannot write the transcript journal: {error}", fatal=False))
             self.on_done()
 
     def _load_engine(self) -> list[Event]:
@@ -231,12 +234,7 @@ class LiveRecording:
             self.outbox.put(Problem(str(error)))
             self.source.stop()
         finally:
-            try:
-                self.recorder.close()
-            except RecordingError as error:
-                self.outbox.put(Problem(str(error)))
-            self.session.info.duration_seconds = self.recorder.seconds
-            self.worker.blocks.put(None)
+            _close_recorder(self.recorder, self.session, self.worker, self.outbox)
 
     def _keep(self, block: np.ndarray) -> None:
         if len(block) == 0:
@@ -246,12 +244,7 @@ class LiveRecording:
         self.level_dbfs = 10.0 * math.log10(float(np.mean(block.astype(np.float64) ** 2)) + 1e-12)
 
     def _close_session(self) -> None:
-        try:
-            self.session.close_recording()
-            self.session.complete()
-            self.outbox.put(Finished(self.session.id))
-        except OSError as error:
-            self.outbox.put(Problem(f"cannot finish the session in {self.session.folder}: {error}"))
+        _close_session(self.session, self.outbox)
 
 
 class FileTranscription:
@@ -316,17 +309,29 @@ class FileTranscription:
         except Exception as error:  # noqa: BLE001 - AudioDecodeError and anything a codec raises
             self.outbox.put(Problem(str(error)))
         finally:
-            try:
-                self.recorder.close()
-            except RecordingError as error:
-                self.outbox.put(Problem(str(error)))
-            self.session.info.duration_seconds = self.recorder.seconds
-            self.worker.blocks.put(None)
+            _close_recorder(self.recorder, self.session, self.worker, self.outbox)
 
     def _close_session(self) -> None:
-        try:
-            self.session.close_recording()
-            self.session.complete()
-            self.outbox.put(Finished(self.session.id, cancelled=self.worker.cancelled.is_set()))
-        except OSError as error:
-            self.outbox.put(Problem(f"cannot finish the session in {self.session.folder}: {error}"))
+        _close_session(self.session, self.outbox, cancelled=self.worker.cancelled.is_set())
+
+
+def _close_recorder(recorder: PcmRecorder, session: Session, worker: _EngineThread, outbox: Outbox) -> None:
+    """Close the audio file, whatever happened; then tell the engine thread the audio is over."""
+    try:
+        recorder.close()
+    except RecordingError as error:
+        outbox.put(Problem(str(error)))
+    finally:
+        session.info.duration_seconds = recorder.seconds
+        worker.blocks.put(None)
+
+
+def _close_session(session: Session, outbox: Outbox, cancelled: bool = False) -> None:
+    """Audio to FLAC and the session marked complete. A failure (a full disk) leaves the
+    raw audio and the journal as they are, and says so."""
+    try:
+        session.close_recording()
+        session.complete()
+        outbox.put(Finished(session.id, cancelled=cancelled))
+    except (OSError, RecordingError) as error:
+        outbox.put(Problem(f"cannot finish the session in {session.folder}: {error}"))
