@@ -4,13 +4,16 @@ test source, open a file, rename, merge, edit, search, export, recover."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import SHARED_DATA, needs_shared_data
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 
 pytest.importorskip("pytestqt")
 
@@ -53,8 +56,6 @@ def _wait_done(qtbot, window: MainWindow, timeout_s: float = 180) -> None:
 def test_qt_calls_keep_none_alive(window: MainWindow) -> None:
     """PySide6 6.12.0 on Python 3.11 dropped a reference to None on every call that
     returns nothing; the app then aborted after a few thousand UI updates."""
-    import sys
-
     before = sys.getrefcount(None)
     for _ in range(2000):
         window.state_label.setText("x")
@@ -282,3 +283,22 @@ def test_settings_are_kept_between_runs(qtbot, tmp_path: Path, window: MainWindo
     again = MainWindow(Workspace(SessionStore(tmp_path / "sessions"), loader), AppSettings.load(qsettings), qsettings)
     qtbot.addWidget(again)
     assert again.device_box.currentData() == DEMO_INPUT
+
+
+def test_the_app_starts_from_the_command_line(tmp_path: Path) -> None:
+    """``python -m transcriber`` with no command opens the window and keeps running."""
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "TRANSCRIBER_DATA_DIR": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),  # QSettings: not the user's
+        "PYTHONPATH": str(REPO),
+    }
+    app = subprocess.Popen([sys.executable, "-m", "transcriber"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            app.wait(timeout=8)  # still running: the window is up, the model loaded behind it
+    finally:
+        app.terminate()
+        _, errors = app.communicate(timeout=30)
+    assert "Traceback" not in errors, errors
