@@ -197,7 +197,7 @@ _SLOW_RECORDER = textwrap.dedent(
     sys.stdin.readline()
     backlog = recording.progress().backlog_seconds
     recording.stop()
-    recording._thread.join()  # the audio file is complete; recognition may go on
+    recording.wait_audio()  # the audio file is complete; recognition may go on
     problems = []
     while not recording.outbox.empty():
         item = recording.outbox.get()

@@ -154,7 +154,77 @@ class _EngineThread:
         return True
 
 
-class LiveRecording:
+class _Job:
+    """What a recording and a file transcription share: the session, its audio file,
+    the engine thread, the thread that feeds both (``_feed``), and the outbox."""
+
+    total_seconds: float | None = None
+
+    def __init__(self, session: Session, engine: Engine | Callable[[], Engine], outbox: Outbox | None, name: str):
+        self.session = session
+        self.outbox: Outbox = outbox if outbox is not None else queue.SimpleQueue()
+        self.recorder = PcmRecorder(session.pcm_path)
+        self.worker = _EngineThread(engine, session, self.outbox)
+        self.worker.on_done = self._close_session
+        self._thread = threading.Thread(target=self._feed, name=name, daemon=True)
+
+    def _feed(self) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the session is complete; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self.worker.thread):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not (self._thread.is_alive() or self.worker.thread.is_alive())
+
+    def wait_audio(self, timeout: float | None = None) -> bool:
+        """Wait until the audio file is closed (recognition may still go on)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self.worker.thread.is_alive()
+
+    def progress(self) -> Progress:
+        return Progress(
+            recorded_seconds=self.recorder.samples_written / SAMPLE_RATE,
+            recognized_seconds=self.worker.recognized_samples / SAMPLE_RATE,
+            total_seconds=self.total_seconds,
+            level_dbfs=self._level_dbfs(),
+            overflows=self._overflows(),
+        )
+
+    def _level_dbfs(self) -> float:
+        return -math.inf
+
+    def _overflows(self) -> int:
+        return 0
+
+    def _close_recorder(self) -> None:
+        """Close the audio file, whatever happened; then tell the engine thread the audio is over."""
+        try:
+            self.recorder.close()
+        except RecordingError as error:
+            self.outbox.put(Problem(str(error)))
+        finally:
+            self.session.info.duration_seconds = self.recorder.seconds
+            self.worker.blocks.put(None)
+
+    def _close_session(self) -> None:
+        """Audio to FLAC and the session marked complete. A failure (a full disk) leaves
+        the raw audio and the journal as they are, and says so."""
+        try:
+            self.session.close_recording()
+            self.session.complete()
+            self.outbox.put(Finished(self.session.id, cancelled=self.worker.cancelled.is_set()))
+        except (OSError, RecordingError) as error:
+            self.outbox.put(Problem(f"cannot finish the session in {self.session.folder}: {error}"))
+
+
+class LiveRecording(_Job):
     """Records ``source`` into ``session`` and transcribes it as it comes."""
 
     def __init__(
@@ -164,16 +234,11 @@ class LiveRecording:
         source: AudioSource,
         outbox: Outbox | None = None,
     ):
-        self.session = session
+        super().__init__(session, engine, outbox, name="recorder")
         self.source = source
-        self.outbox: Outbox = outbox if outbox is not None else queue.SimpleQueue()
-        self.recorder = PcmRecorder(session.pcm_path)
-        self.worker = _EngineThread(engine, session, self.outbox)
-        self.worker.on_done = self._close_session
         self.level_dbfs = -math.inf
         self.paused = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._record, name="recorder", daemon=True)
 
     def start(self) -> None:
         self.source.start()
@@ -194,28 +259,13 @@ class LiveRecording:
         """Stop capturing; recognition finishes the backlog on its own thread."""
         self._stop.set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the session is complete; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._thread, self.worker.thread):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(remaining)
-        return not (self._thread.is_alive() or self.worker.thread.is_alive())
+    def _level_dbfs(self) -> float:
+        return self.level_dbfs
 
-    @property
-    def running(self) -> bool:
-        return self.worker.thread.is_alive()
+    def _overflows(self) -> int:
+        return self.source.overflows
 
-    def progress(self) -> Progress:
-        return Progress(
-            recorded_seconds=self.recorder.samples_written / SAMPLE_RATE,
-            recognized_seconds=self.worker.recognized_samples / SAMPLE_RATE,
-            total_seconds=None,
-            level_dbfs=self.level_dbfs,
-            overflows=self.source.overflows,
-        )
-
-    def _record(self) -> None:
+    def _feed(self) -> None:
         try:
             while not self._stop.is_set():
                 block = self.source.read(timeout=0.1)
@@ -234,7 +284,7 @@ class LiveRecording:
             self.outbox.put(Problem(str(error)))
             self.source.stop()
         finally:
-            _close_recorder(self.recorder, self.session, self.worker, self.outbox)
+            self._close_recorder()
 
     def _keep(self, block: np.ndarray) -> None:
         if len(block) == 0:
@@ -243,11 +293,8 @@ class LiveRecording:
         self.worker.blocks.put(block)
         self.level_dbfs = 10.0 * math.log10(float(np.mean(block.astype(np.float64) ** 2)) + 1e-12)
 
-    def _close_session(self) -> None:
-        _close_session(self.session, self.outbox)
 
-
-class FileTranscription:
+class FileTranscription(_Job):
     """Transcribes a decoded file into ``session`` (its audio is copied there too)."""
 
     def __init__(
@@ -258,14 +305,9 @@ class FileTranscription:
         total_seconds: float | None,
         outbox: Outbox | None = None,
     ):
-        self.session = session
+        super().__init__(session, engine, outbox, name="decoder")
         self.blocks = blocks
         self.total_seconds = total_seconds
-        self.outbox: Outbox = outbox if outbox is not None else queue.SimpleQueue()
-        self.recorder = PcmRecorder(session.pcm_path)
-        self.worker = _EngineThread(engine, session, self.outbox)
-        self.worker.on_done = self._close_session
-        self._thread = threading.Thread(target=self._decode, name="decoder", daemon=True)
 
     def start(self) -> None:
         self.worker.thread.start()
@@ -274,25 +316,7 @@ class FileTranscription:
     def cancel(self) -> None:
         self.worker.cancelled.set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        self.worker.thread.join(timeout)
-        return not self.worker.thread.is_alive()
-
-    @property
-    def running(self) -> bool:
-        return self.worker.thread.is_alive()
-
-    def progress(self) -> Progress:
-        return Progress(
-            recorded_seconds=self.recorder.samples_written / SAMPLE_RATE,
-            recognized_seconds=self.worker.recognized_samples / SAMPLE_RATE,
-            total_seconds=self.total_seconds,
-            level_dbfs=-math.inf,
-            overflows=0,
-        )
-
-    def _decode(self) -> None:
+    def _feed(self) -> None:
         try:
             for block in self.blocks:
                 if self.worker.cancelled.is_set():
@@ -309,29 +333,4 @@ class FileTranscription:
         except Exception as error:  # noqa: BLE001 - AudioDecodeError and anything a codec raises
             self.outbox.put(Problem(str(error)))
         finally:
-            _close_recorder(self.recorder, self.session, self.worker, self.outbox)
-
-    def _close_session(self) -> None:
-        _close_session(self.session, self.outbox, cancelled=self.worker.cancelled.is_set())
-
-
-def _close_recorder(recorder: PcmRecorder, session: Session, worker: _EngineThread, outbox: Outbox) -> None:
-    """Close the audio file, whatever happened; then tell the engine thread the audio is over."""
-    try:
-        recorder.close()
-    except RecordingError as error:
-        outbox.put(Problem(str(error)))
-    finally:
-        session.info.duration_seconds = recorder.seconds
-        worker.blocks.put(None)
-
-
-def _close_session(session: Session, outbox: Outbox, cancelled: bool = False) -> None:
-    """Audio to FLAC and the session marked complete. A failure (a full disk) leaves the
-    raw audio and the journal as they are, and says so."""
-    try:
-        session.close_recording()
-        session.complete()
-        outbox.put(Finished(session.id, cancelled=cancelled))
-    except (OSError, RecordingError) as error:
-        outbox.put(Problem(f"cannot finish the session in {session.folder}: {error}"))
+            self._close_recorder()
