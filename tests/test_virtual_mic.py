@@ -46,6 +46,21 @@ _RECORDER = textwrap.dedent(
 )
 
 
+def _start_recorder(script: str, microphone: virtual_mic.VirtualMicrophone, sessions: Path) -> subprocess.Popen:
+    """A recording process on the virtual microphone; returns once it records."""
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", script, str(sessions)],
+        cwd=REPO,
+        env={**microphone.env, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert recorder.stdout is not None
+    assert recorder.stdout.readline().strip() == "READY"
+    return recorder
+
+
 @needs_shared_data
 @pytest.mark.skipif(not virtual_mic.available(), reason="needs pulseaudio, pactl and paplay (scripts/apt-packages.txt)")
 def test_meeting_played_into_a_virtual_microphone(tmp_path: Path) -> None:
@@ -59,16 +74,8 @@ def test_meeting_played_into_a_virtual_microphone(tmp_path: Path) -> None:
     sf.write(played, meeting.audio, 16000, subtype="PCM_16")
 
     with virtual_mic.virtual_microphone() as microphone:
-        recorder = subprocess.Popen(
-            [sys.executable, "-c", _RECORDER, str(tmp_path / "sessions")],
-            cwd=REPO,
-            env={**microphone.env, "PYTHONPATH": str(REPO)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        recorder = _start_recorder(_RECORDER, microphone, tmp_path / "sessions")
         assert recorder.stdin is not None and recorder.stdout is not None
-        assert recorder.stdout.readline().strip() == "READY"
         microphone.play(played)
         time.sleep(1.0)
         recorder.stdin.write("stop\n")
@@ -129,15 +136,8 @@ def test_a_microphone_that_disappears_stops_the_recording_cleanly(tmp_path: Path
     played = tmp_path / "jfk.wav"
     sf.write(played, audio, 16000, subtype="PCM_16")
     with virtual_mic.virtual_microphone() as microphone:
-        recorder = subprocess.Popen(
-            [sys.executable, "-c", _UNTIL_IT_STOPS, str(tmp_path / "sessions")],
-            cwd=REPO,
-            env={**microphone.env, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        recorder = _start_recorder(_UNTIL_IT_STOPS, microphone, tmp_path / "sessions")
         assert recorder.stdout is not None
-        assert recorder.stdout.readline().strip() == "READY"
         microphone.play(played)
         microphone.unplug()
         result = json.loads(recorder.stdout.readline())
