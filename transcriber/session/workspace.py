@@ -16,6 +16,7 @@ from transcriber.audio.capture import MicrophoneCapture
 from transcriber.audio.decode import iter_blocks, probe
 from transcriber.engine.engine import StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.transducer import TransducerConfig
 from transcriber.session.runner import AudioSource, FileTranscription, LiveRecording, Notice, Progress
 from transcriber.session.store import MICROPHONE, Session, SessionStore
 from transcriber.transcript.builder import TranscriptBuilder
@@ -77,8 +78,6 @@ class EngineLoader:
 
     def fresh_engine(self, for_files: bool = False) -> StreamingEngine:
         """A new engine for one stream, sharing the loaded model."""
-        from transcriber.engine.transducer import TransducerConfig
-
         prototype = self.get()
         changes: dict = {
             "vad_aggressiveness": self.settings.vad_aggressiveness,
