@@ -302,3 +302,13 @@ def test_the_app_starts_from_the_command_line(tmp_path: Path) -> None:
         app.terminate()
         _, errors = app.communicate(timeout=30)
     assert "Traceback" not in errors, errors
+
+
+def test_a_missing_input_device_gives_a_message_and_leaves_no_session(window: MainWindow) -> None:
+    from transcriber.audio.capture import MicrophoneCapture
+
+    window.start_recording(source=MicrophoneCapture("no such microphone"))  # the real capture path
+    assert window.problems and window.problems[-1].startswith("Cannot record"), window.problems
+    assert "no such microphone" in window.problems[-1]
+    assert window.workspace.recording is None and window.workspace.store.sessions() == []
+    assert window.record_action.isEnabled()

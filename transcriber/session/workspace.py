@@ -124,6 +124,7 @@ class Workspace:
             job.start()
         except Exception:  # e.g. CaptureError: no such device; nothing was recorded
             job.recorder.close()
+            job.worker.journal.close()
             self.store.delete(session)
             self.job, self.session = None, None
             raise
