@@ -162,8 +162,7 @@ class StreamingEngine:
         self.second_pass = SecondPass(recognizer, config.transducer)
         self.stretch: _Stretch | None = None
         self.turn_synced_until = 0  # sample index up to which the open turn has its audio
-        self.closed_turns: list[_ClosedTurn] = []
-        self.closed_by_id: dict[int, _ClosedTurn] = {}
+        self.closed_turns: dict[int, _ClosedTurn] = {}  # by turn id, in the order they closed
         self.voice_changes: list[tuple[int, int]] = []  # (turn, next turn) split at a change of voice
         self.next_turn_id = 1
         self.previous_text: list[str] = []
@@ -288,8 +287,7 @@ class StreamingEngine:
             list(turn.transducer.committed),
             self._voice_windows(turn.start, end) if self.config.resegment else None,
         )
-        self.closed_turns.append(closed)
-        self.closed_by_id[turn.turn_id] = closed
+        self.closed_turns[turn.turn_id] = closed
         if self.config.transducer.revise_turns:
             events += self._join_stretch(turn)
         else:
@@ -351,8 +349,8 @@ class StreamingEngine:
             if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
                 turn.transducer.committed = words
                 events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
-            if turn.turn_id in self.closed_by_id:
-                self.closed_by_id[turn.turn_id].words = list(turn.transducer.committed)
+            if turn.turn_id in self.closed_turns:
+                self.closed_turns[turn.turn_id].words = list(turn.transducer.committed)
             events += self._discard_if_empty(turn)
         return events
 
@@ -361,9 +359,7 @@ class StreamingEngine:
         speaker refinement (its embedding would be a voice of its own)."""
         if turn.transducer.committed:
             return []
-        closed = self.closed_by_id.pop(turn.turn_id, None)
-        if closed is not None:
-            self.closed_turns.remove(closed)
+        self.closed_turns.pop(turn.turn_id, None)
         return [TurnDiscarded(turn.turn_id, CHANNEL)]
 
     def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
@@ -480,17 +476,18 @@ class StreamingEngine:
 
     def _voice_change_pairs(self) -> list[tuple[int, int]]:
         """Indices into closed_turns of the turns on either side of a detected voice change."""
-        index = {closed.turn_id: i for i, closed in enumerate(self.closed_turns)}
+        index = {turn_id: i for i, turn_id in enumerate(self.closed_turns)}
         return [(index[a], index[b]) for a, b in self.voice_changes if a in index and b in index]
 
     def _refine_speakers(self) -> list[Event]:
-        if len(self.closed_turns) < 2:
+        turns = list(self.closed_turns.values())
+        if len(turns) < 2:
             return []
         started = time.perf_counter()
         labels = self.clustering.refine(
-            [t.embedding for t in self.closed_turns],
-            [t.duration for t in self.closed_turns],
-            [t.speaker for t in self.closed_turns],
+            [t.embedding for t in turns],
+            [t.duration for t in turns],
+            [t.speaker for t in turns],
             threshold=self.config.refine_threshold,
             min_cluster_weight=self.config.min_speaker_seconds,
             small_cluster_threshold=self.config.small_speaker_threshold,
@@ -499,7 +496,7 @@ class StreamingEngine:
         labels = _without_gaps(labels)
         self._charge("clustering", time.perf_counter() - started, 0.0)
         events: list[Event] = []
-        for closed, label in zip(self.closed_turns, labels, strict=True):
+        for closed, label in zip(turns, labels, strict=True):
             if label != closed.speaker:
                 events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, label))
                 closed.speaker = label
@@ -521,7 +518,7 @@ class StreamingEngine:
     def _resegment(self) -> list[Event]:
         """Split finished turns where the words are in another known speaker's voice."""
         started = time.perf_counter()
-        turns = self.closed_turns
+        turns = list(self.closed_turns.values())
         centroids = speaker_centroids([t.voice for t in turns], [t.speaker for t in turns])
         events: list[Event] = []
         for closed in turns:
