@@ -9,6 +9,7 @@ to FLAC (lossless, half the size) and the raw file is removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -61,18 +62,13 @@ class PcmRecorder:
     def close(self) -> None:
         if self._file.closed:
             return
-        failure: OSError | None = None
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as error:
-            failure = error
-        try:
-            self._file.close()  # closes the file even when its last flush fails
-        except OSError as error:
-            failure = failure or error
-        if failure is not None:
-            raise RecordingError(_reason(self.path, failure)) from failure
+            self.flush()
+        finally:
+            # after a failed flush the buffer is still full and closing fails the same
+            # way; the file is closed all the same, and flush() has said why
+            with contextlib.suppress(OSError):
+                self._file.close()
 
 
 def _reason(path: Path, error: OSError) -> str:
