@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._search_hits: list[int] = []
         self._search_index = -1
+        self._shown_speakers: list[tuple[str, str]] = []  # (id, name) as the list shows them
 
         self.poll_timer = QTimer(self)
         self.poll_timer.timeout.connect(self.poll)
@@ -318,8 +319,8 @@ class MainWindow(QMainWindow):
         self.view.render(self.workspace.builder, None if full else touched)
         if full or touched:
             self._show_speakers()
-        if self._search_hits or self.search.text():
-            self._search_changed(self.search.text())
+        if self.view.search_text:  # the render highlighted new matches; count them in
+            self._search_hits = self.view.matches(self.view.search_text)
 
     def _finished(self, item: Finished) -> None:
         self.view.render(self.workspace.builder)
@@ -355,11 +356,14 @@ class MainWindow(QMainWindow):
 
     def _show_speakers(self) -> None:
         transcript = self.workspace.transcript
+        rows = [(speaker, transcript.display_name(speaker)) for speaker in transcript.speakers]
+        if rows == self._shown_speakers:  # most polls bring words, not speakers
+            return
+        self._shown_speakers = rows
         current = self.speaker_list.currentItem()
         selected = current.data(256) if current else None
         self.speaker_list.clear()
-        for speaker in transcript.speakers:
-            name = transcript.display_name(speaker)
+        for speaker, name in rows:
             item = QListWidgetItem(name if name == speaker else f"{name}  ({speaker})")
             item.setData(256, speaker)
             swatch = QPixmap(12, 12)
@@ -398,8 +402,6 @@ class MainWindow(QMainWindow):
         self.search.selectAll()
 
     def _search_changed(self, text: str) -> None:
-        if text == self.view.search_text and self._search_hits:
-            return
         self.view.search_text = text
         self.view.render(self.workspace.builder)
         self._search_hits = self.view.matches(text)
