@@ -302,11 +302,14 @@ class WhisperRecognizer:
         weights = weights[:, :, :n_frames].float()
         weights = (weights - weights.mean(dim=-2, keepdim=True)) / (weights.std(dim=-2, keepdim=True) + 1e-8)
         weights = _median_filter(weights, 7).mean(dim=0)
-        matrix = weights[len(prefix) : -1]  # text tokens only
+        # The decoder state at a position predicts the *next* token, so the row that
+        # places token k is the one before it: rows from <|notimestamps|> to the last
+        # text token (openai-whisper's find_alignment does the same). Taking the
+        # tokens' own rows instead put every word one token late (~0.3 s).
+        matrix = weights[len(prefix) - 1 : -1]
         text_idx, time_idx = _dtw(-matrix.numpy().astype(np.float64))
         jumps = np.diff(np.concatenate([[-1], text_idx])) > 0
-        token_times = time_idx[jumps] / ENCODER_POSITIONS_PER_SECOND  # start time of each token
-        token_times = np.concatenate([token_times, [n_frames / ENCODER_POSITIONS_PER_SECOND]])
+        token_times = time_idx[jumps] / ENCODER_POSITIONS_PER_SECOND  # start of each token, then the end
         words: list[TimedWord] = []
         index = 0
         for word_tokens in self.split_words(tokens):
