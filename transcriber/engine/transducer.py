@@ -49,6 +49,10 @@ class TransducerConfig:
     # a second-pass section with fewer words than this share of the streaming
     # words skipped speech: the streaming words stay
     revision_min_word_ratio: float = 0.6
+    # a second-pass word that lasts longer than this (to the next word's start) is
+    # decoded again alone: Whisper may have skipped speech there
+    long_word_seconds: float = 1.5
+    long_word_min_words: int = 3
 
     @classmethod
     def for_files(cls) -> TransducerConfig:
@@ -325,9 +329,34 @@ class SecondPass:
                 # the prompt can lead Whisper to jump ahead: once more without it
                 words, section_cost = self._decode_section(section, section_start, "")
                 cost.add(section_cost)
-            revised.extend(heard if self._skipped_speech(words, heard) else words)
+            kept = heard if self._skipped_speech(words, heard) else words or []
+            kept, fill_cost = self._fill_long_words(kept, section, section_start)
+            cost.add(fill_cost)
+            revised.extend(kept)
         revised.extend(w for w in streamed if (w.start + w.end) / 2 >= end)
         return revised, cost
+
+    def _fill_long_words(
+        self, words: list[TimedWord], audio: np.ndarray, start: float
+    ) -> tuple[list[TimedWord], StepCost]:
+        """Whisper sometimes jumps over a stretch of speech; the alignment then gives
+        the word before the jump all of it (a 3 s "Hello."). Such a word, when the
+        next word follows it, is decoded again alone, without a prompt, and gives way
+        to what that finds if it finds at least ``long_word_min_words`` words."""
+        cost = StepCost()
+        filled: list[TimedWord] = []
+        for number, word in enumerate(words):
+            after = words[number + 1] if number + 1 < len(words) else None
+            if after is None or after.start - word.start <= self.config.long_word_seconds:
+                filled.append(word)
+                continue
+            first = max(0, int(round((word.start - start) * SAMPLE_RATE)))
+            last = int(round((after.start - start) * SAMPLE_RATE))
+            found, found_cost = self._decode_section(audio[first:last], word.start, "")
+            cost.add(found_cost)
+            enough = found is not None and len(found) >= self.config.long_word_min_words
+            filled.extend(found if enough and found is not None else [word])
+        return filled, cost
 
     def _skipped_speech(self, words: list[TimedWord] | None, streamed: list[TimedWord]) -> bool:
         """A second-pass section is not trusted when a guard rejected it, or when it
