@@ -168,7 +168,9 @@ def test_simulated_three_speaker_meeting(engine_factory) -> None:
 def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_path) -> None:
     """0S: people answer within 0.1-0.5 s, so several speakers share a VAD turn, and a
     1-2 s interjection is too short for the live change check; the end-of-stream
-    resegmentation splits it off (this meeting: cpWER 35.7 % without it, 16.3 % with)."""
+    resegmentation splits it off (this meeting: cpWER 35.7 % without it, 16.3 % with;
+    6.2 % once word times came from the right alignment rows and splits moved into
+    the pause between the voices)."""
     from transcriber.engine.transducer import TransducerConfig
     from transcriber.evaluation.data import load_utterances
     from transcriber.evaluation.metrics import cpwer, transcript_to_seglst
@@ -186,7 +188,7 @@ def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_pa
     transcript = _transcript(events)
     assert len(transcript.speakers) == 4
     errors = cpwer(meeting.to_seglst(), transcript_to_seglst(transcript, meeting.session_id))
-    assert errors.rate < 0.25, errors
+    assert errors.rate < 0.10, errors
 
 
 @needs_shared_data
@@ -223,7 +225,9 @@ def test_pyannote_sample_diarization(engine_factory) -> None:
 @pytest.mark.slow
 def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> None:
     """Fast telephone turn-taking: one 8 s turn came out as "Hello." from both passes
-    (the prompt "Hey. Hello." made Whisper stop); such a turn is decoded again alone."""
+    (the prompt "Hey. Hello." made Whisper stop); such a turn is decoded again alone.
+    Both passes may also jump over 3 s of it, leaving a 3 s "Hello.": such a word is
+    decoded again alone too."""
     from transcriber.engine.transducer import TransducerConfig
     from transcriber.evaluation.data import read_stm
     from transcriber.evaluation.metrics import orc_wer, transcript_to_seglst
@@ -236,8 +240,10 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
         for s in read_stm(folder / "sample.stm")
     ]
     errors = orc_wer(reference, transcript_to_seglst(transcript, "sample"))
-    # faster-whisper tiny.en: 13.8 % on this sample; before the re-decode: 47 %
+    # faster-whisper tiny.en: 13.8 % on this sample; before the re-decode: 47 %; 28.7 % now
     assert errors.rate < 0.30, errors
+    text = " ".join(turn.text for turn in transcript.sorted_turns())
+    assert "didn't know you were there" in text, "the skipped stretch is back"
 
 
 def test_window_stays_bounded_without_agreement(engine_factory) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from transcriber.engine.resegment import VoiceWindows, speaker_centroids, voice_pieces, word_voices
+from transcriber.engine.resegment import (
+    Loudness,
+    VoiceWindows,
+    speaker_centroids,
+    split_in_pause,
+    voice_pieces,
+    word_voices,
+)
 from transcriber.whisper.decoding import TimedWord
 
 
@@ -57,3 +64,33 @@ def test_a_stray_word_in_another_voice_stays_in_the_turn() -> None:
     # a whole turn in another voice is one piece of that voice (the turn is relabelled)
     pieces = voice_pieces(words, ["S2"] * 5, "S1", min_words=2)
     assert [(p.speaker, len(p.words)) for p in pieces] == [("S2", 5)]
+
+
+def _loudness_with_pauses(duration: float, pauses: list[tuple[float, float]]) -> Loudness:
+    """Speech at -20 dBFS, silence at -70 dBFS inside ``pauses``, 20 ms frames."""
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0.0, 0.1, int(duration * 16000)).astype(np.float32)
+    for start, end in pauses:
+        audio[int(start * 16000) : int(end * 16000)] *= 10 ** (-50 / 20)
+    return Loudness.of(audio, 0.0, 16000)
+
+
+def test_loudness_finds_the_longest_pause() -> None:
+    loudness = _loudness_with_pauses(4.0, [(1.0, 1.3), (2.0, 2.1)])
+    floor = loudness.speech_db() - 20
+    assert abs(loudness.pause_seconds(0.5, 1.5, floor) - 0.3) < 0.03
+    assert abs(loudness.pause_seconds(1.8, 2.5, floor) - 0.1) < 0.03
+    assert loudness.pause_seconds(2.5, 3.5, floor) == 0.0
+
+
+def test_a_split_moves_to_the_pause_between_two_voices() -> None:
+    # the second voice starts at 2.2 s, after a 0.3 s pause; the windows put the change
+    # one word late (before "four")
+    words = _words(("one", 0.2), ("two", 0.9), ("three", 1.4), ("Then", 2.25), ("four", 2.8), ("five", 3.3))
+    loudness = _loudness_with_pauses(4.0, [(1.9, 2.2)])
+    assert split_in_pause(words, 4, loudness, search=2, below_speech_db=20) == 3
+    # no pause within reach, or no search: the split stays
+    assert split_in_pause(words, 4, _loudness_with_pauses(4.0, []), search=2, below_speech_db=20) == 4
+    assert split_in_pause(words, 4, loudness, search=0, below_speech_db=20) == 4
+    # another split's territory is out of bounds
+    assert split_in_pause(words, 5, loudness, search=2, below_speech_db=20, bounds=(4, 5)) == 5

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import copy
 import difflib
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -51,7 +52,15 @@ from transcriber.engine.events import (
     WordsCommitted,
 )
 from transcriber.engine.quiet import quietest_moment
-from transcriber.engine.resegment import VoiceWindows, speaker_centroids, voice_pieces, word_voices
+from transcriber.engine.resegment import (
+    Loudness,
+    Piece,
+    VoiceWindows,
+    speaker_centroids,
+    split_in_pause,
+    voice_pieces,
+    word_voices,
+)
 from transcriber.engine.speaker_encoder import SpeakerEncoder, windows_flops_per_second
 from transcriber.engine.transducer import SecondPass, StepCost, TransducerConfig, TurnTransducer, normalized_word
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
@@ -106,6 +115,10 @@ class EngineConfig:
     voice_hop: float = 0.5
     resegment_margin: float = 0.05
     min_split_words: int = 2
+    # a split moves by up to split_search_words words to the longest pause, counted
+    # in frames pause_below_speech_db quieter than the turn's speech
+    split_search_words: int = 2
+    pause_below_speech_db: float = 20.0
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
     cost_interval: float = 1.0  # seconds of audio per cost sample
     transducer: TransducerConfig = field(default_factory=TransducerConfig)
@@ -513,7 +526,8 @@ class StreamingEngine:
         flops = windows_flops_per_second(self.config.voice_window, self.config.voice_hop) * seconds
         self._charge("embedding", time.perf_counter() - started, flops)
         audio_start = end - seconds  # the span may start after ``start`` if history was dropped
-        return VoiceWindows(times + audio_start, embeddings)
+        loudness = Loudness.of(audio, audio_start, SAMPLE_RATE)
+        return VoiceWindows(times + audio_start, embeddings, loudness)
 
     def _resegment(self) -> list[Event]:
         """Split finished turns where the words are in another known speaker's voice."""
@@ -526,6 +540,7 @@ class StreamingEngine:
                 continue
             voices = word_voices(closed.words, closed.voice, closed.speaker, centroids, self.config.resegment_margin)
             pieces = voice_pieces(closed.words, voices, closed.speaker, self.config.min_split_words)
+            pieces = self._splits_in_pauses(pieces, closed.voice.loudness)
             if pieces[0].speaker != closed.speaker:
                 events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, pieces[0].speaker))
                 closed.speaker = pieces[0].speaker
@@ -538,6 +553,22 @@ class StreamingEngine:
                 turn_id = new_turn_id
         self._charge("clustering", time.perf_counter() - started, 0.0)
         return events
+
+    def _splits_in_pauses(self, pieces: list[Piece], loudness: Loudness | None) -> list[Piece]:
+        words = [w for piece in pieces for w in piece.words]
+        cuts = list(itertools.accumulate(len(piece.words) for piece in pieces))[:-1]
+        moved = []
+        for number, cut in enumerate(cuts):
+            low = moved[-1] + 1 if moved else 1
+            high = cuts[number + 1] - 1 if number + 1 < len(cuts) else len(words) - 1
+            config = self.config
+            moved.append(
+                split_in_pause(
+                    words, cut, loudness, config.split_search_words, config.pause_below_speech_db, (low, high)
+                )
+            )
+        bounds = [0, *moved, len(words)]
+        return [Piece(p.speaker, words[a:b]) for p, a, b in zip(pieces, bounds[:-1], bounds[1:], strict=True)]
 
     def _forget_history(self) -> None:
         """Keep the open turn's audio and a couple of seconds before now; drop the rest."""

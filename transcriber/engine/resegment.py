@@ -19,6 +19,8 @@ import numpy as np
 
 from transcriber.whisper.decoding import TimedWord
 
+PAUSE_LOOKBACK_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class VoiceWindows:
@@ -26,6 +28,37 @@ class VoiceWindows:
 
     times: np.ndarray  # (n,) centre of each window, seconds of stream time
     embeddings: np.ndarray  # (n, d) L2-normalised rows
+    loudness: Loudness | None = None  # to place a split in the pause between two voices
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """Frame energies of a turn's audio, kept small so that every turn can keep them."""
+
+    start: float  # stream seconds of the first frame
+    frame_seconds: float
+    db: np.ndarray  # (n,) energy of each frame, dB relative to full scale
+
+    @classmethod
+    def of(cls, audio: np.ndarray, start: float, sample_rate: int, frame_seconds: float = 0.02) -> Loudness:
+        frame = int(round(frame_seconds * sample_rate))
+        n = len(audio) // frame
+        power = (audio[: n * frame].astype(np.float64).reshape(n, frame) ** 2).mean(axis=1)
+        return cls(start, frame_seconds, 10 * np.log10(power + 1e-10))
+
+    def pause_seconds(self, start: float, end: float, floor_db: float) -> float:
+        """The longest run of frames below ``floor_db`` inside [start, end]."""
+        first = max(0, int((start - self.start) / self.frame_seconds))
+        last = min(len(self.db), int(np.ceil((end - self.start) / self.frame_seconds)))
+        longest = run = 0
+        for quiet in self.db[first:last] < floor_db:
+            run = run + 1 if quiet else 0
+            longest = max(longest, run)
+        return longest * self.frame_seconds
+
+    def speech_db(self) -> float:
+        """The turn's speech level: loud frames, not the pauses between them."""
+        return float(np.percentile(self.db, 80)) if len(self.db) else -100.0
 
 
 @dataclass(frozen=True)
@@ -96,3 +129,31 @@ def _joined(pieces: list[Piece]) -> list[Piece]:
         else:
             joined.append(piece)
     return joined
+
+
+def split_in_pause(
+    words: Sequence[TimedWord],
+    index: int,
+    loudness: Loudness | None,
+    search: int,
+    below_speech_db: float,
+    bounds: tuple[int, int] | None = None,
+) -> int:
+    """Move a split before ``words[index]`` by up to ``search`` words, within
+    ``bounds`` (first and last allowed index; default: each side keeps a word), to
+    the longest pause: two voices change in a pause, and the windows that found the
+    change are too wide to say between which two words."""
+    low, high = bounds or (1, len(words) - 1)
+    if loudness is None or search <= 0 or low > high:
+        return index
+    floor = loudness.speech_db() - below_speech_db
+
+    def pause_before(k: int) -> float:
+        # alignment puts a word's start within ~0.2 s: look a little either side
+        # word starts come within ~0.3 s of the onset, mostly late: look before it
+        start = max(words[k - 1].start + 0.05, words[k].start - PAUSE_LOOKBACK_SECONDS)
+        return loudness.pause_seconds(start, words[k].start + 0.15, floor)
+
+    candidates = range(max(low, index - search), min(high, index + search) + 1)
+    best = max(candidates, key=lambda k: (round(pause_before(k), 2), k == index))
+    return best if pause_before(best) > pause_before(index) else index
