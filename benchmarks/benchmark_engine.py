@@ -10,7 +10,9 @@ transcriber's utterance WER to faster-whisper's when both ran:
 Subsets, each scored on its own: ``utterances`` (``--utterances N``
 single-speaker utterances: WER, RTF); ``meetings <condition>`` (``--meetings N``
 simulated meetings per condition of ``--conditions``: cpWER, ORC-WER, DER,
-speaker-count accuracy, median word latency, RTF); with ``--sessions`` the real
+speaker-count accuracy, median word latency, RTF); ``meeting speech`` (the
+utterances those meetings were made of, each whole: WER of the same words without
+the meeting, the base of the cpWER ratio printed under the table); with ``--sessions`` the real
 recordings, ``pyannote sample`` (cpWER/ORC-WER from its STM, DER) and ``AMI
 excerpts`` (DER inside their UEM, speaker-count accuracy). A last ``all`` row per
 system gives the RTF over everything, the peak memory and the model load time.
@@ -106,17 +108,29 @@ def select_utterances(count: int, seed: int = 0) -> list[Item]:
     ]
 
 
+MEETING_SPEECH = "meeting speech"
+
+
 def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) -> list[Item]:
+    """The simulated meetings, then (subset ``meeting speech``) each utterance they were
+    made of, whole: the same speech as single-speaker utterances, so that a meeting's
+    cpWER can be set against the utterance WER of exactly the words it contains."""
     if count <= 0:
         return []
     utterances = load_utterances()
     aligner = WhisperForcedAligner() if cut else None
     items = []
+    used: dict[str, None] = {}
     for condition in conditions:
         for index in range(count):
             meeting = simulate_meeting(utterances, 3 + index % 2, condition, seed=1000 + index, aligner=aligner)
             audio_path = meeting.save(workdir)
             items.append(_meeting_item(meeting, audio_path))
+            used.update(dict.fromkeys(meeting.info["utterances"]))
+    by_id = {u.id: u for u in utterances}
+    for utterance_id in used:
+        u = by_id[utterance_id]
+        items.append(Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset=MEETING_SPEECH))
     return items
 
 
@@ -479,6 +493,18 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def meeting_ratios(result: dict[str, Any]) -> list[str]:
+    """cpWER of each meeting condition over the WER of the same speech as whole utterances."""
+    subsets = result.get("subsets", {})
+    speech = subsets.get(MEETING_SPEECH, {}).get("utterance_wer")
+    lines = []
+    for subset, summary in subsets.items():
+        if subset.startswith("meetings ") and speech and summary.get("cpwer") is not None:
+            ratio = summary["cpwer"] / speech
+            lines.append(f"{subset}: cpWER / WER of the same speech as whole utterances = {ratio:.2f}")
+    return lines
+
+
 def utterance_wer_ratio(results: dict[str, dict[str, Any]]) -> float | None:
     """The transcriber's utterance WER over faster-whisper's, both from this run (keyed by system)."""
     ours, peer = (
@@ -557,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows))
     if ratio is not None:
         print(f"\nutterance WER ratio transcriber / faster-whisper: {ratio:.2f}")
+    for system, result in results.items():
+        for line in meeting_ratios(result):
+            print(f"{SYSTEMS[system].format(model=args.model)}, {line}")
     if args.json:
         report = {"data": describe(items, args), "utterance_wer_ratio": ratio, "systems": rows}
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
