@@ -67,6 +67,7 @@ from transcriber.evaluation.data import (  # noqa: E402
     read_speaker_text,
     read_stm,
     read_uem,
+    scored_utterances,
 )
 from transcriber.evaluation.simulate import (  # noqa: E402
     CONDITIONS,
@@ -99,12 +100,9 @@ class Item:
 
 
 def select_utterances(count: int, seed: int = 0) -> list[Item]:
-    utterances = sorted(load_utterances(), key=lambda u: u.id)
-    count = min(count, len(utterances))
-    picked = sorted(np.random.default_rng(seed).choice(len(utterances), size=count, replace=False))
     return [
         Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset="utterances")
-        for u in (utterances[int(i)] for i in picked)
+        for u in scored_utterances(load_utterances(), count, seed)
     ]
 
 

@@ -129,6 +129,25 @@ def load_utterances(root: Path | None = None) -> list[Utterance]:
     ]
 
 
+def scored_utterances(utterances: list[Utterance], count: int = 60, seed: int = 0) -> list[Utterance]:
+    """The utterances the benchmarks score (``count`` drawn with ``seed`` from all of
+    them, in id order); whatever trains on shared audio leaves these out."""
+    ordered = sorted(utterances, key=lambda u: u.id)
+    count = min(count, len(ordered))
+    picked = sorted(np.random.default_rng(seed).choice(len(ordered), size=count, replace=False))
+    return [ordered[int(i)] for i in picked]
+
+
+def heldout_utterance_ids(count: int = 60, seed: int = 0) -> set[str]:
+    return {u.id for u in scored_utterances(load_utterances(), count, seed)}
+
+
+def load_speaker_only(root: Path | None = None) -> list[tuple[str, Path]]:
+    """(speaker, path) of the utterances that come with speaker labels only."""
+    root = root or data_dir()
+    return [(str(row["speaker"]), root / row["path"]) for row in _read_jsonl(root / "speaker_only.jsonl")]
+
+
 def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 

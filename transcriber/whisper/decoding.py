@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transcriber.whisper.arbitrators import Arbitrators, GatedAudioEncoder
 from transcriber.whisper.audio_features import ENCODER_POSITIONS_PER_SECOND, SAMPLE_RATE, log_mel_spectrogram
 from transcriber.whisper.model import Whisper
 from transcriber.whisper.tokenizer import WhisperTokenizer
@@ -146,14 +147,20 @@ class WhisperRecognizer:
         self.suppress_mask[[t for t in suppress if t < vocab]] = True
         self.suppress_begin = [t for t in suppress_at_begin if t < vocab]
 
-    # -- cost estimates (multiply-adds x 2) ---------------------------------------------------
-    def encoder_flops(self, positions: int) -> float:
-        d, layers = self.model.dims.n_audio_state, self.model.dims.n_audio_layer
-        n_mels = self.model.dims.n_mels
-        convs = 2 * positions * (n_mels * 3 * d + d * 3 * d)
-        per_layer = 2 * positions * (12 * d * d + 2 * positions * d)
-        return float(convs + layers * per_layer)
+    def set_arbitrators(self, arbitrators: Arbitrators | None) -> None:
+        """Switch the encoder's operating point (None: every sub-block runs)."""
+        encoder = self.model.encoder
+        if not isinstance(encoder, GatedAudioEncoder):
+            encoder = GatedAudioEncoder(encoder)
+            self.model.encoder = encoder
+        encoder.set_arbitrators(arbitrators)
 
+    @property
+    def arbitrators(self) -> Arbitrators | None:
+        encoder = self.model.encoder
+        return encoder.arbitrators if isinstance(encoder, GatedAudioEncoder) else None
+
+    # -- cost estimates (multiply-adds x 2) ---------------------------------------------------
     def decoder_flops(self, n_tokens: int, positions: int) -> float:
         d, layers, vocab = self.model.dims.n_text_state, self.model.dims.n_text_layer, self.model.dims.n_vocab
         cross_kv = 2 * layers * positions * 2 * d * d
@@ -190,7 +197,7 @@ class WhisperRecognizer:
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
-        result.encoder_flops = self.encoder_flops(positions)
+        result.encoder_flops = self.model.encoder.last_flops  # what really ran, gates included
         # greedy steps plus one alignment pass over all tokens
         result.decoder_flops = self.decoder_flops(2 * len(result.tokens) + len(prompt or []) + 8, positions)
         return result

@@ -104,18 +104,32 @@ class AudioEncoder(nn.Module):
         self.blocks = nn.ModuleList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
         self.ln_post = nn.LayerNorm(n_state)
         self.counter = SubBlockCounter()
+        self.last_flops = 0.0  # of the latest forward: encoders that skip work report less
 
-    def forward(self, mel: Tensor) -> Tensor:
-        """mel: (batch, n_mels, frames) with frames <= 3000 and even -> (batch, frames/2, state)."""
+    def flops(self, positions: int) -> float:
+        """Multiply-adds x 2 of a forward over ``positions`` frames (one window)."""
+        d, n_mels = self.conv2.out_channels, self.conv1.in_channels
+        convs = 2 * positions * (n_mels * 3 * d + d * 3 * d)
+        per_layer = 2 * positions * (12 * d * d + 2 * positions * d)
+        return float(convs + len(self.blocks) * per_layer)
+
+    def embed(self, mel: Tensor) -> Tensor:
+        """mel: (batch, n_mels, frames) with frames <= 3000 and even -> the first block's
+        input, (batch, frames/2, state)."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
         if x.shape[1] > self.positional_embedding.shape[0]:
             raise ValueError(f"audio context {x.shape[1]} exceeds {self.positional_embedding.shape[0]}")
-        x = x + self.positional_embedding[: x.shape[1]]
+        return x + self.positional_embedding[: x.shape[1]]
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """mel: (batch, n_mels, frames) with frames <= 3000 and even -> (batch, frames/2, state)."""
+        x = self.embed(mel)
         for block in self.blocks:
             x = block(x)
         sub_blocks = 2 * len(self.blocks) * x.shape[0] * x.shape[1]
         self.counter.add(sub_blocks, sub_blocks)
+        self.last_flops = x.shape[0] * self.flops(x.shape[1])
         return self.ln_post(x)
 
 

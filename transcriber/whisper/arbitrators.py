@@ -1,0 +1,244 @@
+"""Arbitrators: per-frame gates that decide which encoder sub-blocks run.
+
+After Xie et al., "Compute cost amortized Transformer for streaming ASR"
+(Interspeech 2022). Each encoder layer has two sub-blocks on residual paths,
+self-attention and the MLP. A small network per sub-block looks at the frame's
+layer-normed input and says whether the sub-block runs for that frame; where it
+does not, the residual adds nothing and the work is not done: the MLP runs on the
+kept frames only, and self-attention computes queries, scores and the output
+projection only for them (keys and values still come from every frame, which the
+kept queries may attend to).
+
+``GatedAudioEncoder`` wraps a plain ``AudioEncoder``: with no arbitrators it is
+that encoder, output for output; with arbitrators it skips what they say.
+Training (``gated_forward`` with ``hard=False`` semantics via straight-through
+gates) lives in ``training/train_arbitrators.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transcriber.whisper.model import AudioEncoder, ResidualAttentionBlock
+
+SUB_BLOCKS = ("attention", "mlp")
+
+
+@dataclass(frozen=True)
+class ArbitratorDimensions:
+    n_state: int
+    n_layer: int
+    n_hidden: int = 32
+
+
+@dataclass
+class OperatingPoint:
+    """What a trained set of arbitrators was trained for and measured at."""
+
+    name: str
+    penalty: float  # weight of the compute term in the training loss
+    blocks_run: float = 1.0  # measured fraction of sub-block evaluations run
+    flops_fraction: float = 1.0  # measured fraction of encoder FLOPs
+    notes: dict[str, float | str] = field(default_factory=dict)
+
+
+class Arbitrator(nn.Module):
+    """Gate logits, one per frame, from the sub-block's layer-normed input."""
+
+    def __init__(self, n_state: int, n_hidden: int):
+        super().__init__()
+        self.hidden = nn.Linear(n_state, n_hidden)
+        self.logit = nn.Linear(n_hidden, 1)
+        nn.init.constant_(self.logit.bias, 3.0)  # start by running everything
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.logit(F.gelu(self.hidden(h))).squeeze(-1)
+
+
+class Arbitrators(nn.Module):
+    """One arbitrator per sub-block of every encoder layer."""
+
+    def __init__(self, dims: ArbitratorDimensions, point: OperatingPoint | None = None):
+        super().__init__()
+        self.dims = dims
+        self.point = point or OperatingPoint("untrained", 0.0)
+        self.attention = nn.ModuleList([Arbitrator(dims.n_state, dims.n_hidden) for _ in range(dims.n_layer)])
+        self.mlp = nn.ModuleList([Arbitrator(dims.n_state, dims.n_hidden) for _ in range(dims.n_layer)])
+
+    def flops_per_frame(self) -> float:
+        d, h = self.dims.n_state, self.dims.n_hidden
+        return 2.0 * (d * h + h) * 2 * self.dims.n_layer
+
+    def save(self, path: Path | str) -> None:
+        """Weights as a plain tensor dict (``torch.load(weights_only=True)``) and a JSON
+        file beside them with the dimensions and the operating point."""
+        path = Path(path)
+        torch.save(self.state_dict(), path)
+        meta = {"dims": asdict(self.dims), "point": asdict(self.point)}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path | str) -> Arbitrators:
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        arbitrators = cls(ArbitratorDimensions(**meta["dims"]), OperatingPoint(**meta["point"]))
+        arbitrators.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return arbitrators.eval()
+
+
+def models_dir() -> Path:
+    """Where the project's trained heads are: ``TRANSCRIBER_MODELS_DIR``, else the
+    repository's ``models/`` (the package is installed editable from the checkout)."""
+    override = os.environ.get("TRANSCRIBER_MODELS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "models"
+
+
+def operating_points(model: str) -> list[Path]:
+    """Trained arbitrator sets for ``model`` (``models/arbitrators/<model>-*.pt``),
+    most compute first."""
+    folder = models_dir() / "arbitrators"
+    paths = sorted(folder.glob(f"{model}-*.pt")) if folder.is_dir() else []
+
+    def fraction(path: Path) -> float:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        return float(meta["point"]["flops_fraction"])
+
+    return sorted(paths, key=fraction, reverse=True)
+
+
+class NoOperatingPoint(LookupError):
+    pass
+
+
+def arbitrators_for_budget(model: str, budget: float) -> Arbitrators | None:
+    """The trained set that runs the most encoder compute within ``budget`` (the
+    fraction of the full encoder's FLOPs, as measured when it was trained); None,
+    the full encoder, at a budget of 1."""
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"compute budget must be in (0, 1], not {budget}")
+    if budget >= 1.0:
+        return None
+    points = operating_points(model)
+    if not points:
+        raise NoOperatingPoint(f"no arbitrators trained for model {model!r} in {models_dir() / 'arbitrators'}")
+    for path in points:
+        arbitrators = Arbitrators.load(path)
+        if arbitrators.point.flops_fraction <= budget:
+            return arbitrators
+    return Arbitrators.load(points[-1])  # the budget is below every point: the cheapest
+
+
+@dataclass
+class GateCounts:
+    """Sub-block evaluations (per frame) offered and run, per layer, since the last take."""
+
+    n_layer: int
+    offered: list[int] = field(default_factory=list)  # frames offered to each layer
+    attention_run: list[int] = field(default_factory=list)
+    mlp_run: list[int] = field(default_factory=list)
+    flops: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.offered = [0] * self.n_layer
+        self.attention_run = [0] * self.n_layer
+        self.mlp_run = [0] * self.n_layer
+        self.flops = 0.0
+
+    def fraction_run(self) -> float:
+        offered = 2 * sum(self.offered)
+        return (sum(self.attention_run) + sum(self.mlp_run)) / offered if offered else 1.0
+
+    def per_layer(self) -> list[tuple[float, float]]:
+        """(attention, MLP) fraction of frames run in each layer."""
+        counts = zip(self.attention_run, self.mlp_run, self.offered, strict=True)
+        return [(a / o, m / o) if o else (1.0, 1.0) for a, m, o in counts]
+
+
+class GatedAudioEncoder(nn.Module):
+    """An ``AudioEncoder`` whose sub-blocks run only on the frames the arbitrators keep."""
+
+    def __init__(self, encoder: AudioEncoder, arbitrators: Arbitrators | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.arbitrators = arbitrators
+        self.counter = encoder.counter  # the plain encoder's count, read by the engine
+        self.gates = GateCounts(len(encoder.blocks))
+        self.last_flops = 0.0  # of the latest forward
+
+    def set_arbitrators(self, arbitrators: Arbitrators | None) -> None:
+        """Switch operating points between two windows; None runs every sub-block."""
+        self.arbitrators = arbitrators
+
+    def forward(self, mel: Tensor) -> Tensor:
+        if self.arbitrators is None:
+            out = self.encoder(mel)
+            positions = out.shape[0] * out.shape[1]
+            for layer in range(len(self.encoder.blocks)):
+                self._count(layer, positions, positions, positions)
+            self.last_flops = self.encoder.last_flops
+            self.gates.flops += self.last_flops
+            return out
+        if mel.shape[0] != 1:
+            raise ValueError("the gated encoder skips frames of one window at a time (batch 1)")
+        x = self.encoder.embed(mel)[0]  # (frames, state)
+        frames = x.shape[0]
+        d = x.shape[1]
+        # the convolutions always run; the blocks add what the gates let through
+        flops = self.encoder.flops(frames) - len(self.encoder.blocks) * 2 * frames * (12 * d * d + 2 * frames * d)
+        flops += self.arbitrators.flops_per_frame() * frames
+        run = 0
+        for layer, block in enumerate(self.encoder.blocks):
+            h = block.attn_ln(x)
+            keep_attention = self.arbitrators.attention[layer](h) > 0
+            x, attention_flops = _attention_on(block, x, h, keep_attention.nonzero().squeeze(-1))
+            h = block.mlp_ln(x)
+            keep_mlp = self.arbitrators.mlp[layer](h) > 0
+            x, mlp_flops = _mlp_on(block, x, h, keep_mlp.nonzero().squeeze(-1))
+            flops += attention_flops + mlp_flops
+            n_attention, n_mlp = int(keep_attention.sum()), int(keep_mlp.sum())
+            self._count(layer, frames, n_attention, n_mlp)
+            run += n_attention + n_mlp
+        self.counter.add(run, 2 * frames * len(self.encoder.blocks))
+        self.last_flops = flops
+        self.gates.flops += flops
+        return self.encoder.ln_post(x)[None]
+
+    def _count(self, layer: int, offered: int, attention: int, mlp: int) -> None:
+        self.gates.offered[layer] += offered
+        self.gates.attention_run[layer] += attention
+        self.gates.mlp_run[layer] += mlp
+
+
+def _attention_on(block: ResidualAttentionBlock, x: Tensor, h: Tensor, kept: Tensor) -> tuple[Tensor, float]:
+    """Self-attention for the ``kept`` frames of ``x`` (frames, state), every frame as key;
+    ``h`` is ``x`` layer-normed."""
+    if kept.numel() == 0:
+        return x, 0.0
+    attn = block.attn
+    h = h[None]
+    q = attn.split_heads(attn.query(h[:, kept]))
+    k = attn.split_heads(attn.key(h))
+    v = attn.split_heads(attn.value(h))
+    out, _ = attn.attend(q, k, v, causal=False, want_weights=False)
+    x = x.index_add(0, kept, attn.out(out)[0])
+    frames, d = x.shape
+    n = kept.numel()
+    return x, 2.0 * (2 * frames * d * d + 2 * n * d * d + 2 * n * frames * d)
+
+
+def _mlp_on(block: ResidualAttentionBlock, x: Tensor, h: Tensor, kept: Tensor) -> tuple[Tensor, float]:
+    if kept.numel() == 0:
+        return x, 0.0
+    x = x.index_add(0, kept, block.mlp(h[kept]))
+    d = x.shape[1]
+    return x, 2.0 * 8 * kept.numel() * d * d
