@@ -52,7 +52,7 @@ class TransducerConfig:
     # a second-pass word that lasts longer than this (to the next word's start) is
     # decoded again alone: Whisper may have skipped speech there
     long_word_seconds: float = 1.5
-    long_word_min_words: int = 3
+    long_word_new_words: int = 2
 
     @classmethod
     def for_files(cls) -> TransducerConfig:
@@ -342,7 +342,7 @@ class SecondPass:
         """Whisper sometimes jumps over a stretch of speech; the alignment then gives
         the word before the jump all of it (a 3 s "Hello."). Such a word, when the
         next word follows it, is decoded again alone, without a prompt, and gives way
-        to what that finds if it finds at least ``long_word_min_words`` words."""
+        to what that finds if it found more (``_fills_gap``)."""
         cost = StepCost()
         filled: list[TimedWord] = []
         for number, word in enumerate(words):
@@ -354,9 +354,18 @@ class SecondPass:
             last = int(round((after.start - start) * SAMPLE_RATE))
             found, found_cost = self._decode_section(audio[first:last], word.start, "")
             cost.add(found_cost)
-            enough = found is not None and len(found) >= self.config.long_word_min_words
-            filled.extend(found if enough and found is not None else [word])
+            filled.extend(found if found is not None and self._fills_gap(word, found) else [word])
         return filled, cost
+
+    def _fills_gap(self, word: TimedWord, found: list[TimedWord]) -> bool:
+        """The decode alone starts with the long word and goes on with at least
+        ``long_word_new_words`` other words: a decode that starts elsewhere misheard
+        it, and one that only repeats it ("Consequently, consequently, ...") looped
+        on a pause."""
+        said = normalized_word(word.text)
+        if not found or normalized_word(found[0].text) != said:
+            return False
+        return len({normalized_word(w.text) for w in found[1:]} - {said}) >= self.config.long_word_new_words
 
     def _skipped_speech(self, words: list[TimedWord] | None, streamed: list[TimedWord]) -> bool:
         """A second-pass section is not trusted when a guard rejected it, or when it
