@@ -23,6 +23,8 @@ from transcriber.whisper.recognizer import load_recognizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JFK = SHARED_DATA / "utterances" / "jfk_whisper" / "jfk.flac"
+# per shipped operating point: the WER bound on JFK + 5 scored utterances (measured: see README)
+MAX_WER = {"p0.5": 0.15}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,7 @@ def _constant_gates(whisper, attention: float, mlp: float) -> Arbitrators:
             for arbitrator in group:
                 arbitrator.logit.weight.zero_()
                 arbitrator.logit.bias.fill_(logit)
+                arbitrator.odd_frames.zero_()
     return arbitrators.eval()
 
 
@@ -148,3 +151,32 @@ def test_sliding_window_baseline_sees_the_whole_window_when_the_radius_covers_it
     out = narrow(mel)
     assert out.shape == (1, frames, whisper.dims.n_audio_state)
     assert narrow.last_flops < wide.last_flops
+
+
+@needs_shared_data
+def test_shipped_operating_points_load_and_keep_what_they_recorded() -> None:
+    """Each trained set in models/arbitrators keeps, on the JFK clip, the fraction of
+    sub-blocks its JSON recorded when it was measured, and stays within a WER bound
+    on JFK and five scored utterances (none of them trained on)."""
+    from transcriber.evaluation.data import load_audio, load_utterances, scored_utterances
+    from transcriber.evaluation.metrics import wer
+    from transcriber.whisper.arbitrators import operating_points
+
+    paths = operating_points("tiny.en")
+    assert paths, "trained operating points ship in models/arbitrators"
+    recognizer = load_recognizer("tiny.en")
+    jfk_text = (
+        "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
+    clips = [(load_audio(JFK), jfk_text)]
+    clips += [(load_audio(u.path), u.text) for u in scored_utterances(load_utterances(), 60)[:5]]
+    for path in paths:
+        arbitrators = Arbitrators.load(path)
+        recognizer.set_arbitrators(arbitrators)
+        gated = recognizer.model.encoder
+        gated.gates.clear()
+        recognizer.encode(clips[0][0])
+        assert abs(gated.gates.fraction_run() - arbitrators.point.notes["jfk_blocks_run"]) < 0.005
+        errors = wer([text for _, text in clips], [recognizer.transcribe(audio).text for audio, _ in clips])
+        assert errors.rate < MAX_WER[arbitrators.point.name], (path.name, errors)
+    recognizer.set_arbitrators(None)

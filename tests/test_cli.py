@@ -95,3 +95,37 @@ def test_demo_prints_a_speaker_labelled_transcript(tmp_path: Path) -> None:
     # two espeak male voices, whose whole-turn embeddings are 0.72-0.78 alike: a known gap
     assert speakers in ({"S1", "S2"}, {"S1", "S2", "S3"}), result.stdout
     assert "Wednesday" in result.stdout and "press release" in result.stdout
+
+
+def test_a_compute_budget_outside_0_1_is_refused(tmp_path: Path) -> None:
+    result = _transcriber("transcribe", "x.wav", "--compute-budget", "1.5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "must be in (0, 1]" in result.stderr
+
+
+@needs_shared_data
+@pytest.mark.slow
+def test_a_compute_budget_runs_fewer_encoder_blocks_and_the_json_says_so(tmp_path: Path) -> None:
+    jfk = SHARED_DATA / "utterances" / "jfk_whisper" / "jfk.flac"
+    runs = {}
+    for budget in ("1", "0.6"):
+        out = tmp_path / budget
+        result = _transcriber(
+            "transcribe",
+            str(jfk),
+            "-o",
+            str(out),
+            "--format",
+            "json",
+            "--compute-budget",
+            budget,
+            "--quiet",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        runs[budget] = json.loads((out / "jfk.json").read_text())["cost_summary"]
+    full, gated = runs["1"], runs["0.6"]
+    assert full["encoder_sub_blocks_run"] == full["encoder_sub_blocks_offered"] > 0
+    assert gated["encoder_sub_blocks_run"] < 0.7 * gated["encoder_sub_blocks_offered"]
+    assert gated["stage_flops"]["encoder"] < 0.7 * full["stage_flops"]["encoder"]
+    assert gated["stage_seconds"]["encoder"] > 0.0

@@ -312,3 +312,24 @@ def test_a_missing_input_device_gives_a_message_and_leaves_no_session(window: Ma
     assert "no such microphone" in window.problems[-1]
     assert window.workspace.recording is None and window.workspace.store.sessions() == []
     assert window.record_action.isEnabled()
+
+
+def test_the_budget_slider_switches_the_encoders_operating_point(qtbot, window: MainWindow, loaded_engine) -> None:
+    from transcriber.engine.events import CostSample
+
+    meter = window.meter
+    points = window.workspace.budget_points()
+    assert len(points) >= 2, "trained operating points ship in models/arbitrators"
+    assert meter.budget_slider.isEnabled() and meter.budget_slider.maximum() == len(points) - 1
+    try:
+        meter.budget_slider.setValue(meter.budget_slider.maximum())  # the cheapest point
+        cheapest = loaded_engine.recognizer.arbitrators
+        assert cheapest is not None and cheapest.point.flops_fraction == meter.budget_points[-1][0]
+        assert meter.budget_points[-1][1] in meter.budget_label.text()
+        meter.budget_slider.setValue(0)
+        assert loaded_engine.recognizer.arbitrators is None  # the full encoder
+    finally:
+        loaded_engine.set_compute_budget(None)
+    layers = ((1.0, 0.5), (0.75, 0.25))
+    meter.add_sample(CostSample(0, 0.0, 1.0, {"encoder": 0.1}, {"encoder": 1e9}, encoder_layers_run=layers))
+    assert meter.layers_run == layers

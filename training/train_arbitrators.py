@@ -13,10 +13,12 @@ Loss per window: KL(teacher || student) of the decoder's next-token
 distributions along the teacher's tokens, plus ``--feature-weight`` x the
 relative squared error of the encoder output, plus ``--penalty`` x the expected
 fraction of skippable encoder FLOPs the gates run. Gates are hard in the forward
-pass (a sub-block runs or it does not, as at inference) and pass the sigmoid's
-gradient backward (straight-through): the model trains on exactly the encoder it
-will run, and the compute term sees a smooth probability. Only the arbitrators
-train; Whisper stays frozen.
+pass (a sub-block runs for a frame or the frame borrows its kept neighbour's
+output, as at inference) and pass the sigmoid's gradient backward
+(straight-through): the model trains on exactly the encoder it will run, the
+gradient says how much a frame's own output differs from the one it would borrow,
+and the compute term sees a smooth probability. Only the arbitrators train;
+Whisper stays frozen.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from transcriber.whisper.arbitrators import (  # noqa: E402
     ArbitratorDimensions,
     Arbitrators,
     OperatingPoint,
+    borrowed_from,
 )
 from transcriber.whisper.audio_features import log_mel_spectrogram  # noqa: E402
 from transcriber.whisper.decoding import WhisperRecognizer  # noqa: E402
@@ -110,7 +113,6 @@ def gated_forward(
     for layer, block in enumerate(encoder.blocks):
         h = block.attn_ln(x)
         p = torch.sigmoid(arbitrators.attention[layer](h))
-        gate = (p > 0.5).float() + p - p.detach()
         attn = block.attn
         out, _ = attn.attend(
             attn.split_heads(attn.query(h)),
@@ -119,14 +121,23 @@ def gated_forward(
             causal=False,
             want_weights=False,
         )
-        x = x + gate[..., None] * attn.out(out)
+        x = x + _with_borrowing(attn.out(out), p)
         h = block.mlp_ln(x)
         q = torch.sigmoid(arbitrators.mlp[layer](h))
-        gate = (q > 0.5).float() + q - q.detach()
-        x = x + gate[..., None] * block.mlp(h)
+        x = x + _with_borrowing(block.mlp(h), q)
         attention_probs.append(p)
         mlp_probs.append(q)
     return encoder.ln_post(x), attention_probs, mlp_probs
+
+
+def _with_borrowing(out: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+    """Sub-block output (1, frames, state) as the gated encoder adds it: kept frames their
+    own, skipped frames their kept neighbour's. The gate is hard forward and passes the
+    sigmoid's gradient back (straight-through): d/dgate = own - borrowed output."""
+    keep = probability[0] > 0.5
+    borrowed = out[:, keep.nonzero().squeeze(-1)][:, borrowed_from(keep)] if keep.any() else torch.zeros_like(out)
+    gate = (keep.float() + probability[0] - probability[0].detach())[None, :, None]
+    return gate * out + (1 - gate) * borrowed
 
 
 def skippable_costs(d: int, frames: int) -> tuple[float, float]:
@@ -149,8 +160,17 @@ def train(args: argparse.Namespace) -> Arbitrators:
         parameter.requires_grad_(False)
     tok = teacher.tokenizer
     started = time.perf_counter()
-    windows = teacher_windows(teacher, cut_windows(training_audio(rng), args.windows, rng))
-    print(f"{len(windows)} windows decoded by the teacher in {time.perf_counter() - started:.0f} s", flush=True)
+    cache = args.cache / f"windows-{args.model}-{args.windows}-seed{args.seed}.pt" if args.cache else None
+    if cache is not None and cache.is_file():
+        saved = torch.load(cache, weights_only=True)
+        windows = [Window(mel, tokens, source) for mel, tokens, source in saved]
+    else:
+        windows = teacher_windows(teacher, cut_windows(training_audio(rng), args.windows, rng))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save([(w.mel, w.tokens, w.source) for w in windows], cache)
+    rng = random.Random(args.seed + 1)  # the same steps whether the windows were cached or not
+    print(f"{len(windows)} windows from the teacher in {time.perf_counter() - started:.0f} s", flush=True)
 
     dims = ArbitratorDimensions(model.dims.n_audio_state, model.dims.n_audio_layer, args.hidden)
     arbitrators = Arbitrators(dims, OperatingPoint(args.name or f"penalty {args.penalty}", args.penalty))
@@ -194,7 +214,8 @@ def train(args: argparse.Namespace) -> Arbitrators:
                 flush=True,
             )
             log = {"kl": 0.0, "feature": 0.0, "run": 0.0, "n": 0}
-    arbitrators.point.notes = {
+    measure(arbitrators, args.model, rng.sample(windows, min(len(windows), 100)))
+    arbitrators.point.notes |= {
         "steps": args.steps,
         "windows": len(windows),
         "batch": args.batch,
@@ -206,26 +227,58 @@ def train(args: argparse.Namespace) -> Arbitrators:
     return arbitrators.eval()
 
 
+@torch.inference_mode()
+def measure(arbitrators: Arbitrators, model_name: str, windows: list[Window]) -> None:
+    """Fill in the operating point as the runtime sees it (the int8 model): the fraction
+    of sub-blocks run and of encoder FLOPs over ``windows``, and the fraction run on
+    the JFK clip, which tests check the shipped weights against."""
+    recognizer = load_recognizer(model_name)
+    plain = recognizer.plain_encoder
+    recognizer.set_arbitrators(arbitrators)
+    gated = recognizer.model.encoder
+    full_flops = 0.0
+    for window in windows:
+        gated(window.mel[None])
+        full_flops += plain.flops(window.mel.shape[-1] // 2)
+    arbitrators.point.blocks_run = round(gated.gates.fraction_run(), 4)
+    arbitrators.point.flops_fraction = round(gated.gates.flops / full_flops, 4)
+    jfk = REPO_ROOT.parent / "shared/data/utterances/jfk_whisper/jfk.flac"
+    if jfk.is_file():
+        gated.gates.clear()
+        recognizer.encode(load_audio(jfk))
+        arbitrators.point.notes["jfk_blocks_run"] = round(gated.gates.fraction_run(), 4)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--penalty", type=float, required=True, help="weight of the compute term")
+    parser.add_argument("--penalty", type=float, default=1.0, help="weight of the compute term")
     parser.add_argument("--out", type=Path, required=True, help="weights file (.pt); a .json goes beside it")
     parser.add_argument("--name", default="", help="operating point name (default: from the penalty)")
     parser.add_argument("--windows", type=int, default=400, help="training windows cut from the audio")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=8, help="windows per optimizer step")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--hidden", type=int, default=32, help="arbitrator hidden units")
     parser.add_argument("--feature-weight", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--cache", type=Path, help="keep the teacher's windows here between runs")
+    parser.add_argument("--measure-only", action="store_true", help="measure the weights at --out, do not train")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.measure_only:  # re-measure trained weights (e.g. after a change to the gated encoder)
+        arbitrators = Arbitrators.load(args.out)
+        rng = random.Random(args.seed)
+        windows = teacher_windows(load_recognizer(args.model), cut_windows(training_audio(rng), 100, rng))
+        measure(arbitrators, args.model, windows)
+        arbitrators.save(args.out)
+        print(f"{args.out}: {arbitrators.point}")
+        return 0
     arbitrators = train(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     arbitrators.save(args.out)

@@ -32,10 +32,15 @@ __all__ = [
 ProgressCallback = Callable[[float, float | None], None]  # (seconds done, total seconds or None)
 
 
-def file_engine(model: str = DEFAULT_MODEL, speakers: int | None = None) -> StreamingEngine:
+def file_engine(
+    model: str = DEFAULT_MODEL, speakers: int | None = None, compute_budget: float | None = None
+) -> StreamingEngine:
     """An engine set up for files (``TransducerConfig.for_files()``); ``fresh()`` gives
-    one per file that shares its loaded models."""
-    return StreamingEngine.create(model=model, speakers=speakers, transducer=TransducerConfig.for_files())
+    one per file that shares its loaded models. ``compute_budget``: see
+    ``StreamingEngine.set_compute_budget``."""
+    return StreamingEngine.create(
+        model=model, speakers=speakers, compute_budget=compute_budget, transducer=TransducerConfig.for_files()
+    )
 
 
 def transcribe_file(

@@ -29,6 +29,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _budget(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number <= 1.0:
+        raise argparse.ArgumentTypeError("must be in (0, 1]: the fraction of the full encoder's compute")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transcriber", description="Offline meeting transcriber. Without a command: the desktop app."
@@ -43,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument("--model", default=DEFAULT_MODEL, help="tiny.en, base, a CTranslate2 folder or a .pt file")
     transcribe.add_argument("--speakers", type=_positive_int, default=None, help="known number of speakers")
+    transcribe.add_argument(
+        "--compute-budget",
+        type=_budget,
+        default=None,
+        metavar="F",
+        help="target fraction of encoder compute, in (0, 1]; 1 runs the full encoder "
+        "(default: the model's shipped operating point, see models/arbitrators.md)",
+    )
     transcribe.add_argument("--quiet", action="store_true", help="no progress bars")
 
     commands.add_parser("devices", help="list audio input devices")
@@ -56,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "transcribe":
-        return _transcribe(args.files, args.output_dir, args.format, args.model, args.speakers, args.quiet)
+        engine = _load_engine(args.model, args.speakers, args.compute_budget)
+        if engine is None:
+            return 2
+        return _transcribe(engine, args.files, args.output_dir, args.format, args.quiet)
     if args.command == "devices":
         return _devices()
     if args.command == "demo":
@@ -66,28 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     return app_main()
 
 
-def _load_engine(model: str, speakers: int | None):
+def _load_engine(model: str, speakers: int | None, compute_budget: float | None = None):
     from transcriber.api import file_engine
+    from transcriber.whisper.arbitrators import NoOperatingPoint
     from transcriber.whisper.loading import ModelNotFoundError
 
     try:
-        return file_engine(model, speakers)
-    except ModelNotFoundError as error:
+        return file_engine(model, speakers, compute_budget)
+    except (ModelNotFoundError, NoOperatingPoint) as error:
         print(f"error: {error}", file=sys.stderr)
         return None
 
 
-def _transcribe(
-    files: list[Path], output_dir: Path, formats: list[str], model: str, speakers: int | None, quiet: bool
-) -> int:
+def _transcribe(engine, files: list[Path], output_dir: Path, formats: list[str], quiet: bool) -> int:
     from tqdm import tqdm
 
     from transcriber.api import AudioDecodeError, transcribe_file
     from transcriber.transcript.exporters import FORMATS
 
-    engine = _load_engine(model, speakers)
-    if engine is None:
-        return 2
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

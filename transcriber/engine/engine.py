@@ -65,6 +65,7 @@ from transcriber.engine.speaker_encoder import SpeakerEncoder, windows_flops_per
 from transcriber.engine.transducer import SecondPass, StepCost, TransducerConfig, TurnTransducer, normalized_word
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
 from transcriber.transcript.model import Word
+from transcriber.whisper.arbitrators import GatedAudioEncoder, arbitrators_for_budget, default_arbitrators
 from transcriber.whisper.decoding import TimedWord, WhisperRecognizer
 from transcriber.whisper.loading import DEFAULT_MODEL
 from transcriber.whisper.recognizer import load_recognizer
@@ -77,6 +78,9 @@ CHANNEL = 0  # the single-speaker separator routes every turn here
 class EngineConfig:
     model: str = DEFAULT_MODEL
     int8: bool = True
+    # target fraction of the full encoder's FLOPs (see whisper/arbitrators.py); None:
+    # the model's shipped default operating point, or the full encoder if it has none
+    compute_budget: float | None = None
     threads: int = 2
     speakers: int | None = None  # a known number of speakers; None: found automatically
     max_speakers: int = 8
@@ -188,7 +192,22 @@ class StreamingEngine:
         config = EngineConfig(model=model, speakers=speakers, **options)
         torch.set_num_threads(config.threads)
         recognizer = load_recognizer(config.model, int8=config.int8)
-        return cls(recognizer, SpeakerEncoder(), config)
+        engine = cls(recognizer, SpeakerEncoder(), config)
+        engine.set_compute_budget(config.compute_budget)
+        return engine
+
+    def set_compute_budget(self, budget: float | None) -> None:
+        """Switch the encoder to the operating point for ``budget`` (None: the model's
+        default). Takes effect from the next decoded window; every engine sharing the
+        loaded model switches with it. Raises NoOperatingPoint for a budget below 1
+        when no arbitrators were trained for the model."""
+        arbitrators = (
+            default_arbitrators(self.config.model)
+            if budget is None
+            else arbitrators_for_budget(self.config.model, budget)
+        )
+        self.recognizer.set_arbitrators(arbitrators)
+        self.config.compute_budget = budget
 
     def fresh(self, **changes: Any) -> StreamingEngine:
         """A new engine for another stream that shares these loaded models; ``changes``
@@ -593,25 +612,33 @@ class StreamingEngine:
         self._charge("encoder", cost.encoder_seconds, cost.encoder_flops)
         self._charge("decoder", cost.decoder_seconds, cost.decoder_flops)
 
-    def _encoder_blocks_run(self) -> float:
-        """Fraction of encoder sub-block evaluations (per frame) actually run since the
-        last sample, as the encoder counted them; 1.0 when the encoder did not run."""
-        counter = self.recognizer.model.encoder.counter
-        run, offered = counter.take()
-        return run / offered if offered else 1.0
+    def _encoder_blocks_run(self) -> tuple[tuple[int, int], tuple[tuple[float, float], ...]]:
+        """Encoder sub-block evaluations (per frame) run and offered since the last
+        sample, as the encoder counted them, and the fraction run per layer (attention,
+        MLP) where the encoder is gated."""
+        encoder = self.recognizer.model.encoder
+        counts = encoder.counter.take()
+        layers: tuple[tuple[float, float], ...] = ()
+        if isinstance(encoder, GatedAudioEncoder):
+            layers = tuple(encoder.gates.per_layer())
+            encoder.gates.clear()
+        return counts, layers
 
     def _cost_sample(self, force: bool) -> list[Event]:
         if not force and self.time - self.cost_from < self.config.cost_interval:
             return []
         if self.time <= self.cost_from and not self.stage_seconds:
             return []
+        (run, offered), layers_run = self._encoder_blocks_run()
         sample = CostSample(
             channel=CHANNEL,
             audio_start=self.cost_from,
             audio_end=self.time,
             stage_seconds=dict(self.stage_seconds),
             stage_flops=dict(self.stage_flops),
-            encoder_blocks_run=self._encoder_blocks_run(),
+            encoder_blocks_run=run / offered if offered else 1.0,
+            encoder_layers_run=layers_run,
+            encoder_sub_blocks=(run, offered),
         )
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}

@@ -107,7 +107,10 @@ class CostSample:
     ``encoder``, ``decoder``...), ``stage_flops`` estimated floating point
     operations per stage; both for the audio between ``audio_start`` and
     ``audio_end``. ``backlog`` is audio received but not yet recognised.
-    ``encoder_blocks_run`` is the fraction of encoder sub-blocks evaluated.
+    ``encoder_blocks_run`` is the fraction of encoder sub-blocks evaluated;
+    ``encoder_layers_run`` the fraction of frames each layer's (self-attention,
+    MLP) ran for, from the arbitrators' decisions (empty: not counted);
+    ``encoder_sub_blocks`` the counts behind ``encoder_blocks_run``.
     """
 
     channel: int
@@ -117,6 +120,8 @@ class CostSample:
     stage_flops: dict[str, float] = field(default_factory=dict)
     backlog: float = 0.0
     encoder_blocks_run: float = 1.0
+    encoder_layers_run: tuple[tuple[float, float], ...] = ()
+    encoder_sub_blocks: tuple[int, int] = (0, 0)  # evaluations (per frame) run, offered
 
 
 Event = (

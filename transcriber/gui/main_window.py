@@ -156,6 +156,8 @@ class MainWindow(QMainWindow):
         speaker_buttons.addWidget(rename)
         speaker_buttons.addWidget(merge)
         self.meter = CostMeter()
+        self.meter.set_budget_points(self.workspace.budget_points(), self.workspace.current_budget())
+        self.meter.budgetChanged.connect(self.workspace.set_compute_budget)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)

@@ -30,6 +30,7 @@ from transcriber.transcript.journal import (
     apply,
 )
 from transcriber.transcript.model import Transcript
+from transcriber.whisper.arbitrators import Arbitrators, default_arbitrators, operating_points
 from transcriber.whisper.loading import DEFAULT_MODEL
 
 
@@ -38,6 +39,7 @@ class EngineSettings:
     model: str = DEFAULT_MODEL
     vad_aggressiveness: int = 2
     max_speakers: int = 8
+    compute_budget: float | None = None  # None: the model's default operating point
 
 
 class EngineLoader:
@@ -50,15 +52,28 @@ class EngineLoader:
         self._prototype: StreamingEngine | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
+        self._budget_lock = threading.Lock()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def _load(self) -> None:
         try:
-            self._prototype = self._create(model=self.settings.model)
+            engine = self._create(model=self.settings.model)
+            with self._budget_lock:  # a budget chosen while the model loaded applies now
+                if self.settings.compute_budget is not None:
+                    engine.set_compute_budget(self.settings.compute_budget)
+                self._prototype = engine
         except BaseException as error:  # noqa: BLE001 - reported to whoever asks for the engine
             self._error = error
         finally:
             self._done.set()
+
+    def set_compute_budget(self, budget: float) -> None:
+        """Switch the encoder's operating point now, or as soon as the model is loaded;
+        running jobs switch too (their engines share the loaded model)."""
+        with self._budget_lock:
+            self.settings.compute_budget = budget
+            if self._prototype is not None:
+                self._prototype.set_compute_budget(budget)
 
     @property
     def ready(self) -> bool:
@@ -86,6 +101,16 @@ class EngineLoader:
         if for_files:
             changes["transducer"] = TransducerConfig.for_files()
         return prototype.fresh(**changes)
+
+
+def budget_points(model: str) -> list[tuple[float, str]]:
+    """(fraction of encoder FLOPs, name) of every operating point the model offers,
+    the full encoder first."""
+    points = [(1.0, "full encoder")]
+    for path in operating_points(model):
+        point = Arbitrators.load(path).point
+        points.append((point.flops_fraction, point.name))
+    return points
 
 
 class Workspace:
@@ -194,6 +219,20 @@ class Workspace:
         return items
 
     # -- edits ----------------------------------------------------------------------------------
+    def set_compute_budget(self, budget: float) -> None:
+        self.loader.set_compute_budget(budget)
+
+    def budget_points(self) -> list[tuple[float, str]]:
+        return budget_points(self.loader.settings.model)
+
+    def current_budget(self) -> float:
+        """The budget chosen, else the fraction of the model's default operating point."""
+        chosen = self.loader.settings.compute_budget
+        if chosen is not None:
+            return chosen
+        default = default_arbitrators(self.loader.settings.model)
+        return 1.0 if default is None else default.point.flops_fraction
+
     def rename_speaker(self, speaker: str, name: str) -> None:
         self._edit(SpeakerRenamed(speaker, name.strip() or speaker))
 

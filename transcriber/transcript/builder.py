@@ -40,6 +40,10 @@ class CostAccumulator:
         self.channel_audio_seconds = 0.0  # sum over samples: both channels count
         self.max_backlog = 0.0
         self._weighted_blocks = 0.0
+        self.sub_blocks_run = 0
+        self.sub_blocks_offered = 0
+        self._weighted_layers: list[list[float]] = []  # per layer: attention, MLP
+        self._layers_seconds = 0.0
         # Disjoint, sorted [start, end] intervals: the recording covered, so that
         # two channels processing the same second count it once.
         self._covered: list[tuple[float, float]] = []
@@ -53,6 +57,15 @@ class CostAccumulator:
         span = max(0.0, sample.audio_end - sample.audio_start)
         self.channel_audio_seconds += span
         self._weighted_blocks += span * sample.encoder_blocks_run
+        self.sub_blocks_run += sample.encoder_sub_blocks[0]
+        self.sub_blocks_offered += sample.encoder_sub_blocks[1]
+        if sample.encoder_layers_run:
+            if len(self._weighted_layers) != len(sample.encoder_layers_run):
+                self._weighted_layers = [[0.0, 0.0] for _ in sample.encoder_layers_run]
+            for total, (attention, mlp) in zip(self._weighted_layers, sample.encoder_layers_run, strict=True):
+                total[0] += span * attention
+                total[1] += span * mlp
+            self._layers_seconds += span
         self.max_backlog = max(self.max_backlog, sample.backlog)
         if span > 0.0:
             self._cover(sample.audio_start, sample.audio_end)
@@ -93,6 +106,15 @@ class CostAccumulator:
             "channel_audio_seconds": self.channel_audio_seconds,
             "real_time_factor": total_seconds / audio if audio > 0.0 else 0.0,
             "mean_encoder_blocks_run": self.mean_encoder_blocks_run,
+            # over every frame the encoder saw: what the arbitrators let run
+            "encoder_sub_blocks_run": self.sub_blocks_run,
+            "encoder_sub_blocks_offered": self.sub_blocks_offered,
+            "encoder_layers_run": [
+                {"attention": a / self._layers_seconds, "mlp": m / self._layers_seconds}
+                for a, m in self._weighted_layers
+            ]
+            if self._layers_seconds > 0.0
+            else [],
             "max_backlog": self.max_backlog,
         }
 

@@ -75,6 +75,10 @@ def from_record(record: dict[str, Any]) -> engine_events.Event | Edit:
         raise ValueError(f"unknown journal record type {kind!r}")
     if "words" in fields:
         fields["words"] = tuple(Word.from_dict(word) for word in fields["words"])
+    if "encoder_sub_blocks" in fields:
+        fields["encoder_sub_blocks"] = tuple(fields["encoder_sub_blocks"])
+    if "encoder_layers_run" in fields:
+        fields["encoder_layers_run"] = tuple(tuple(layer) for layer in fields["encoder_layers_run"])
     return _EVENT_TYPES[kind](**fields)
 
 

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from transcriber.whisper.arbitrators import Arbitrators, GatedAudioEncoder
 from transcriber.whisper.audio_features import ENCODER_POSITIONS_PER_SECOND, SAMPLE_RATE, log_mel_spectrogram
-from transcriber.whisper.model import Whisper
+from transcriber.whisper.local_attention import SlidingWindowEncoder
+from transcriber.whisper.model import AudioEncoder, Whisper
 from transcriber.whisper.tokenizer import WhisperTokenizer
 
 PUNCTUATION = set("\"'“¿([{-.。,，!！?？:：”)]}、")
@@ -151,9 +152,15 @@ class WhisperRecognizer:
         """Switch the encoder's operating point (None: every sub-block runs)."""
         encoder = self.model.encoder
         if not isinstance(encoder, GatedAudioEncoder):
-            encoder = GatedAudioEncoder(encoder)
+            encoder = GatedAudioEncoder(self.plain_encoder)
             self.model.encoder = encoder
         encoder.set_arbitrators(arbitrators)
+
+    @property
+    def plain_encoder(self) -> AudioEncoder:
+        """The encoder without gates (what a gated or baseline encoder wraps)."""
+        encoder = self.model.encoder
+        return encoder.encoder if isinstance(encoder, GatedAudioEncoder | SlidingWindowEncoder) else encoder
 
     @property
     def arbitrators(self) -> Arbitrators | None:
