@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transcriber.audio.capture import MicrophoneCapture
@@ -71,7 +71,7 @@ class EngineLoader:
         """Switch the encoder's operating point now, or as soon as the model is loaded;
         running jobs switch too (their engines share the loaded model)."""
         with self._budget_lock:
-            self.settings.compute_budget = budget
+            self.settings = replace(self.settings, compute_budget=budget)
             if self._prototype is not None:
                 self._prototype.set_compute_budget(budget)
 
