@@ -180,3 +180,12 @@ def test_shipped_operating_points_load_and_keep_what_they_recorded() -> None:
         errors = wer([text for _, text in clips], [recognizer.transcribe(audio).text for audio, _ in clips])
         assert errors.rate < MAX_WER[arbitrators.point.name], (path.name, errors)
     recognizer.set_arbitrators(None)
+
+
+def test_a_model_given_as_a_path_has_no_operating_points(tmp_path) -> None:
+    from transcriber.whisper.arbitrators import NoOperatingPoint, operating_points
+
+    assert operating_points(str(tmp_path / "my-model")) == []
+    assert operating_points("base") == []
+    with pytest.raises(NoOperatingPoint):
+        arbitrators_for_budget(str(tmp_path / "my-model"), 0.5)

@@ -127,7 +127,9 @@ def operating_points(model: str) -> list[Path]:
     """Trained arbitrator sets for ``model`` (``models/arbitrators/<model>-*.pt``),
     most compute first."""
     folder = models_dir() / "arbitrators"
-    paths = sorted(folder.glob(f"{model}-*.pt")) if folder.is_dir() else []
+    if not folder.is_dir() or Path(model).name != model or "*" in model:
+        return []  # a model given as a path has no trained sets here
+    paths = sorted(folder.glob(f"{model}-*.pt"))
 
     def fraction(path: Path) -> float:
         meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
