@@ -113,15 +113,7 @@ def gated_forward(
     for layer, block in enumerate(encoder.blocks):
         h = block.attn_ln(x)
         p = torch.sigmoid(arbitrators.attention[layer](h))
-        attn = block.attn
-        out, _ = attn.attend(
-            attn.split_heads(attn.query(h)),
-            attn.split_heads(attn.key(h)),
-            attn.split_heads(attn.value(h)),
-            causal=False,
-            want_weights=False,
-        )
-        x = x + _with_borrowing(attn.out(out), p)
+        x = x + _with_borrowing(block.self_attention(h), p)
         h = block.mlp_ln(x)
         q = torch.sigmoid(arbitrators.mlp[layer](h))
         x = x + _with_borrowing(block.mlp(h), q)

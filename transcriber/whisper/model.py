@@ -80,9 +80,9 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_state, n_mlp), nn.GELU(), nn.Linear(n_mlp, n_state))
         self.mlp_ln = nn.LayerNorm(n_state)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Encoder block: bidirectional self-attention, then the MLP."""
-        h = self.attn_ln(x)
+    def self_attention(self, h: Tensor) -> Tensor:
+        """Bidirectional self-attention of ``h`` (the layer-normed input), projected:
+        what the encoder block adds to its residual stream."""
         attn = self.attn
         out, _ = attn.attend(
             attn.split_heads(attn.query(h)),
@@ -91,7 +91,11 @@ class ResidualAttentionBlock(nn.Module):
             causal=False,
             want_weights=False,
         )
-        x = x + attn.out(out)
+        return attn.out(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encoder block: bidirectional self-attention, then the MLP."""
+        x = x + self.self_attention(self.attn_ln(x))
         return x + self.mlp(self.mlp_ln(x))
 
 
