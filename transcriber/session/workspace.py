@@ -30,7 +30,7 @@ from transcriber.transcript.journal import (
     apply,
 )
 from transcriber.transcript.model import Transcript
-from transcriber.whisper.arbitrators import Arbitrators, default_arbitrators, operating_points
+from transcriber.whisper.arbitrators import default_arbitrators, operating_points, read_point
 from transcriber.whisper.loading import DEFAULT_MODEL
 
 
@@ -106,11 +106,8 @@ class EngineLoader:
 def budget_points(model: str) -> list[tuple[float, str]]:
     """(fraction of encoder FLOPs, name) of every operating point the model offers,
     the full encoder first."""
-    points = [(1.0, "full encoder")]
-    for path in operating_points(model):
-        point = Arbitrators.load(path).point
-        points.append((point.flops_fraction, point.name))
-    return points
+    points = [read_point(path) for path in operating_points(model)]
+    return [(1.0, "full encoder"), *((point.flops_fraction, point.name) for point in points)]
 
 
 class Workspace:

@@ -116,6 +116,13 @@ class Arbitrators(nn.Module):
         return arbitrators.eval()
 
 
+def read_point(path: Path) -> OperatingPoint:
+    """The operating point a weights file was measured at, from the JSON beside it
+    (without loading the weights)."""
+    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    return OperatingPoint(**meta["point"])
+
+
 def models_dir() -> Path:
     """Where the project's trained heads are: ``TRANSCRIBER_MODELS_DIR``, else the
     repository's ``models/`` (the package is installed editable from the checkout)."""
@@ -130,12 +137,7 @@ def operating_points(model: str) -> list[Path]:
     if not folder.is_dir() or Path(model).name != model or "*" in model:
         return []  # a model given as a path has no trained sets here
     paths = sorted(folder.glob(f"{model}-*.pt"))
-
-    def fraction(path: Path) -> float:
-        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        return float(meta["point"]["flops_fraction"])
-
-    return sorted(paths, key=fraction, reverse=True)
+    return sorted(paths, key=lambda path: read_point(path).flops_fraction, reverse=True)
 
 
 class NoOperatingPoint(LookupError):
@@ -153,11 +155,8 @@ def arbitrators_for_budget(model: str, budget: float) -> Arbitrators | None:
     points = operating_points(model)
     if not points:
         raise NoOperatingPoint(f"no arbitrators trained for model {model!r} in {models_dir() / 'arbitrators'}")
-    for path in points:
-        arbitrators = Arbitrators.load(path)
-        if arbitrators.point.flops_fraction <= budget:
-            return arbitrators
-    return Arbitrators.load(points[-1])  # the budget is below every point: the cheapest
+    within = [path for path in points if read_point(path).flops_fraction <= budget]
+    return Arbitrators.load(within[0] if within else points[-1])  # below every point: the cheapest
 
 
 DEFAULT_POINTS: dict[str, str] = {}  # model -> the operating point name used unless a budget is given
@@ -169,9 +168,8 @@ def default_arbitrators(model: str) -> Arbitrators | None:
     if name is None:
         return None
     for path in operating_points(model):
-        arbitrators = Arbitrators.load(path)
-        if arbitrators.point.name == name:
-            return arbitrators
+        if read_point(path).name == name:
+            return Arbitrators.load(path)
     return None
 
 
