@@ -60,6 +60,7 @@ from transcriber.evaluation.data import (  # noqa: E402
     SessionRecord,
     SharedDataMissing,
     SpeakerSegment,
+    Utterance,
     load_audio,
     load_sessions,
     load_utterances,
@@ -99,11 +100,12 @@ class Item:
     subset: str = ""  # the table row it is scored in: "utterances", "meetings 0S", "AMI excerpts"...
 
 
+def _utterance_item(u: Utterance, subset: str) -> Item:
+    return Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset=subset)
+
+
 def select_utterances(count: int, seed: int = 0) -> list[Item]:
-    return [
-        Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset="utterances")
-        for u in scored_utterances(load_utterances(), count, seed)
-    ]
+    return [_utterance_item(u, "utterances") for u in scored_utterances(load_utterances(), count, seed)]
 
 
 MEETING_SPEECH = "meeting speech"
@@ -126,10 +128,7 @@ def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) 
             items.append(_meeting_item(meeting, audio_path))
             used.update(dict.fromkeys(meeting.info["utterances"]))
     by_id = {u.id: u for u in utterances}
-    for utterance_id in used:
-        u = by_id[utterance_id]
-        items.append(Item("utterance", u.id, str(u.path), u.duration_s, text=u.text, subset=MEETING_SPEECH))
-    return items
+    return items + [_utterance_item(by_id[utterance_id], MEETING_SPEECH) for utterance_id in used]
 
 
 def _meeting_item(meeting: SimulatedMeeting, audio_path: Path) -> Item:

@@ -29,10 +29,14 @@ def test_help_lists_commands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
-def test_unknown_format_is_refused(tmp_path: Path) -> None:
-    result = _transcriber("transcribe", "x.wav", "--format", "docx", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--format", "docx", "unknown format docx"), ("--compute-budget", "1.5", "must be in (0, 1]")],
+)
+def test_a_bad_option_value_is_refused(tmp_path: Path, option: str, value: str, message: str) -> None:
+    result = _transcriber("transcribe", "x.wav", option, value, cwd=tmp_path)
     assert result.returncode == 2
-    assert "unknown format docx" in result.stderr
+    assert message in result.stderr
 
 
 @needs_shared_data
@@ -95,12 +99,6 @@ def test_demo_prints_a_speaker_labelled_transcript(tmp_path: Path) -> None:
     # two espeak male voices, whose whole-turn embeddings are 0.72-0.78 alike: a known gap
     assert speakers in ({"S1", "S2"}, {"S1", "S2", "S3"}), result.stdout
     assert "Wednesday" in result.stdout and "press release" in result.stdout
-
-
-def test_a_compute_budget_outside_0_1_is_refused(tmp_path: Path) -> None:
-    result = _transcriber("transcribe", "x.wav", "--compute-budget", "1.5", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "must be in (0, 1]" in result.stderr
 
 
 @needs_shared_data

@@ -576,11 +576,11 @@ class StreamingEngine:
     def _splits_in_pauses(self, pieces: list[Piece], loudness: Loudness | None) -> list[Piece]:
         words = [w for piece in pieces for w in piece.words]
         cuts = list(itertools.accumulate(len(piece.words) for piece in pieces))[:-1]
+        config = self.config
         moved = []
         for number, cut in enumerate(cuts):
             low = moved[-1] + 1 if moved else 1
             high = cuts[number + 1] - 1 if number + 1 < len(cuts) else len(words) - 1
-            config = self.config
             moved.append(
                 split_in_pause(
                     words, cut, loudness, config.split_search_words, config.pause_below_speech_db, (low, high)
