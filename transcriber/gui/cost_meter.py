@@ -69,6 +69,7 @@ class CostMeter(QWidget):
         self.layer_plot = pg.PlotWidget(title="encoder frames run per layer: attention | MLP")
         self.layer_plot.setYRange(0.0, 1.0)
         self.layer_plot.setLabel("bottom", "layer")
+        self.layer_plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, "50 %"), (1.0, "100 %")]])
         self.attention_bars = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#1f77b4")
         self.mlp_bars = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#ff7f0e")
         self.layer_plot.addItem(self.attention_bars)
@@ -118,6 +119,7 @@ class CostMeter(QWidget):
     def _show_layers(self, layers: tuple[tuple[float, float], ...]) -> None:
         self.layers_run = layers
         positions = list(range(1, len(layers) + 1))
+        self.layer_plot.getAxis("bottom").setTicks([[(p, str(p)) for p in positions]])  # whole layers only
         self.attention_bars.setOpts(x=[p - 0.2 for p in positions], height=[a for a, _ in layers])
         self.mlp_bars.setOpts(x=[p + 0.2 for p in positions], height=[m for _, m in layers])
 
