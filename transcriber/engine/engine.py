@@ -96,6 +96,9 @@ class EngineConfig:
     small_speaker_threshold: float = 0.5
     # the turns on either side of a detected change of voice keep different speakers
     voice_changes_separate: bool = True
+    # a finished turn none of whose words got at least this probability from Whisper
+    # was noise (a quiet room's "So", again and again, scored 0.01-0.09)
+    min_turn_word_probability: float = 0.1
     vad_aggressiveness: int = 2
     min_silence: float = 0.4
     # turns closer than this share their second pass (see module docstring)
@@ -380,19 +383,21 @@ class StreamingEngine:
             words = _within(self._unless_skipped(turn, words), turn.start, turn.end or turn.start)
             if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
                 turn.transducer.committed = words
-                events.append(TurnRevised(turn.turn_id, CHANNEL, self._words(words), self.time))
+                events.append(TurnRevised(turn.turn_id, self.channel, self._words(words), self.time))
             if turn.turn_id in self.closed_turns:
                 self.closed_turns[turn.turn_id].words = list(turn.transducer.committed)
             events += self._discard_if_empty(turn)
         return events
 
     def _discard_if_empty(self, turn: _Turn) -> list[Event]:
-        """A finished turn without words was noise: it leaves the transcript and the
-        speaker refinement (its embedding would be a voice of its own)."""
-        if turn.transducer.committed:
+        """A finished turn without words, or with only words Whisper hardly believed,
+        was noise: it leaves the transcript and the speaker refinement (its embedding
+        would be a voice of its own)."""
+        threshold = self.config.min_turn_word_probability
+        if any(word.probability >= threshold for word in turn.transducer.committed):
             return []
         self.closed_turns.pop(turn.turn_id, None)
-        return [TurnDiscarded(turn.turn_id, CHANNEL)]
+        return [TurnDiscarded(turn.turn_id, self.channel)]
 
     def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
         """A turn of several seconds with hardly a word in it (people say two or three
