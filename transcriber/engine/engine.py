@@ -14,9 +14,9 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   are emitted; then each turn's words are checked against every speaker's voice
   in 1.5 s windows, and runs of words in another known voice are split off into
   turns of their own (``TurnSplit``: interjections too short for the live check).
-* separator: routes speech to a channel. One speaker at a time for now, so
-  every turn goes to channel 0; events carry the channel so that a second
-  channel fits in without redesign.
+* separator (separator.py, optional): routes the stream into up to two
+  channels where voices overlap, each channel an engine of this class; alone,
+  this engine is channel 0. Events carry their channel.
 * transducer: streaming Whisper with LocalAgreement-2 on the turn's audio.
   A second pass revises finished turns: turns less than ``stretch_gap`` apart
   form a stretch (up to ``revision_section_seconds`` of audio), decoded whole
@@ -32,6 +32,7 @@ import copy
 import difflib
 import itertools
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,7 +72,6 @@ from transcriber.whisper.loading import DEFAULT_MODEL
 from transcriber.whisper.recognizer import load_recognizer
 
 SAMPLE_RATE = 16000
-CHANNEL = 0  # the single-speaker separator routes every turn here
 
 
 @dataclass
@@ -166,14 +166,28 @@ class _ClosedTurn:
 
 
 class StreamingEngine:
-    def __init__(self, recognizer: WhisperRecognizer, speaker_encoder: SpeakerEncoder, config: EngineConfig):
+    """One channel's segmenter and transducer. Alone it is the whole engine (every turn
+    on channel 0); under the separator (separator.py) two of them share the speakers
+    (``clustering``) and the turn numbers (``turn_ids``)."""
+
+    def __init__(
+        self,
+        recognizer: WhisperRecognizer,
+        speaker_encoder: SpeakerEncoder,
+        config: EngineConfig,
+        channel: int = 0,
+        clustering: OnlineSpeakerClustering | None = None,
+        turn_ids: Iterator[int] | None = None,
+    ):
         self.recognizer = recognizer
         self.speaker_encoder = speaker_encoder
         self.config = config
+        self.channel = channel
         self.vad = StreamingVad(config.vad_aggressiveness, config.min_silence)
-        self.clustering = OnlineSpeakerClustering(
+        self.clustering = clustering or OnlineSpeakerClustering(
             threshold=config.speaker_threshold, max_speakers=config.max_speakers, fixed_speakers=config.speakers
         )
+        self.turn_ids = turn_ids or itertools.count(1)
         self.samples_seen = 0
         # recent audio, so that a turn can start a little before the VAD noticed it
         self.history = np.zeros(0, dtype=np.float32)
@@ -184,7 +198,6 @@ class StreamingEngine:
         self.turn_synced_until = 0  # sample index up to which the open turn has its audio
         self.closed_turns: dict[int, _ClosedTurn] = {}  # by turn id, in the order they closed
         self.voice_changes: list[tuple[int, int]] = []  # (turn, next turn) split at a change of voice
-        self.next_turn_id = 1
         self.previous_text: list[str] = []
         self.stage_seconds: dict[str, float] = {}
         self.stage_flops: dict[str, float] = {}
@@ -245,19 +258,19 @@ class StreamingEngine:
 
     def finish(self) -> list[Event]:
         """End of stream: close the open turn and refine speaker labels."""
+        events = self.end_stream()
+        events += settle_speakers([self])
+        return events + self._cost_sample(force=True)
+
+    def end_stream(self) -> list[Event]:
+        """Close the open turn and revise the last stretch: no audio comes after this."""
         events: list[Event] = []
         for vad_event in self.vad.finish():
             if isinstance(vad_event, SpeechEnd):
                 events += self._close_turn(vad_event.time)
         if self.turn is not None:
             events += self._close_turn(self.time)
-        events += self._revise_stretch()
-        if self.config.refine_speakers:
-            events += self._refine_speakers()
-        if self.config.resegment:
-            events += self._resegment()
-        events += self._cost_sample(force=True)
-        return events
+        return events + self._revise_stretch()
 
     # -- turns ---------------------------------------------------------------------------------------
     def _open_turn(self, start: float) -> list[Event]:
@@ -266,8 +279,7 @@ class StreamingEngine:
             events += self._close_turn(start)
         context = " ".join(self.previous_text[-self.config.context_words :])
         transducer = TurnTransducer(self.recognizer, start, self.config.transducer, context=context)
-        self.turn = _Turn(self.next_turn_id, start, transducer)
-        self.next_turn_id += 1
+        self.turn = _Turn(next(self.turn_ids), start, transducer)
         self.turn_synced_until = max(self.history_start, int(start * SAMPLE_RATE))
         transducer.buffer_start = self.turn_synced_until / SAMPLE_RATE
         self.turn.start = transducer.buffer_start
@@ -312,7 +324,7 @@ class StreamingEngine:
         output = turn.transducer.finish(until=end)
         self._charge_step(output.cost)
         events += self._word_events(turn, output.committed, [])
-        events.append(TurnEnded(turn.turn_id, CHANNEL, turn.speaker or "S?", turn.start, end))
+        events.append(TurnEnded(turn.turn_id, self.channel, turn.speaker or "S?", turn.start, end))
         turn.end = end
         closed = _ClosedTurn(
             turn.turn_id,
@@ -482,7 +494,7 @@ class StreamingEngine:
         embedding = self._embed_span(turn.start, end)
         turn.windows.append((turn.start, end, embedding))
         turn.speaker = self.clustering.assign(embedding, weight=end - turn.start)
-        events: list[Event] = [TurnStarted(turn.turn_id, CHANNEL, turn.speaker, turn.start)]
+        events: list[Event] = [TurnStarted(turn.turn_id, self.channel, turn.speaker, turn.start)]
         events += turn.held
         turn.held = []
         return events
@@ -498,11 +510,11 @@ class StreamingEngine:
         events: list[Event] = []
         now = self.time
         if committed:
-            events.append(WordsCommitted(turn.turn_id, CHANNEL, self._words(committed), now))
+            events.append(WordsCommitted(turn.turn_id, self.channel, self._words(committed), now))
         partial_text = " ".join(w.text for w in partial)
         if partial_text != turn.last_partial:
             turn.last_partial = partial_text
-            events.append(PartialText(turn.turn_id, CHANNEL, partial_text, now))
+            events.append(PartialText(turn.turn_id, self.channel, partial_text, now))
         return events
 
     @staticmethod
@@ -510,34 +522,6 @@ class StreamingEngine:
         return tuple(
             Word(w.text, round(w.start, 3), round(max(w.end, w.start), 3), round(w.probability, 3)) for w in words
         )
-
-    def _voice_change_pairs(self) -> list[tuple[int, int]]:
-        """Indices into closed_turns of the turns on either side of a detected voice change."""
-        index = {turn_id: i for i, turn_id in enumerate(self.closed_turns)}
-        return [(index[a], index[b]) for a, b in self.voice_changes if a in index and b in index]
-
-    def _refine_speakers(self) -> list[Event]:
-        turns = list(self.closed_turns.values())
-        if len(turns) < 2:
-            return []
-        started = time.perf_counter()
-        labels = self.clustering.refine(
-            [t.embedding for t in turns],
-            [t.duration for t in turns],
-            [t.speaker for t in turns],
-            threshold=self.config.refine_threshold,
-            min_cluster_weight=self.config.min_speaker_seconds,
-            small_cluster_threshold=self.config.small_speaker_threshold,
-            cannot_link=self._voice_change_pairs() if self.config.voice_changes_separate else (),
-        )
-        labels = _without_gaps(labels)
-        self._charge("clustering", time.perf_counter() - started, 0.0)
-        events: list[Event] = []
-        for closed, label in zip(turns, labels, strict=True):
-            if label != closed.speaker:
-                events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, label))
-                closed.speaker = label
-        return events
 
     def _voice_windows(self, start: float, end: float) -> VoiceWindows | None:
         """Window embeddings of a closing turn, in one batch while its audio is kept."""
@@ -553,29 +537,23 @@ class StreamingEngine:
         loudness = Loudness.of(audio, audio_start, SAMPLE_RATE)
         return VoiceWindows(times + audio_start, embeddings, loudness)
 
-    def _resegment(self) -> list[Event]:
-        """Split finished turns where the words are in another known speaker's voice."""
-        started = time.perf_counter()
-        turns = list(self.closed_turns.values())
-        centroids = speaker_centroids([t.voice for t in turns], [t.speaker for t in turns])
+    def _resegment_turn(self, closed: _ClosedTurn, centroids: dict[str, np.ndarray]) -> list[Event]:
+        """Split a finished turn where its words are in another known speaker's voice."""
+        if closed.voice is None or len(closed.words) < 2:
+            return []
+        voices = word_voices(closed.words, closed.voice, closed.speaker, centroids, self.config.resegment_margin)
+        pieces = voice_pieces(closed.words, voices, closed.speaker, self.config.min_split_words)
+        pieces = self._splits_in_pauses(pieces, closed.voice.loudness)
         events: list[Event] = []
-        for closed in turns:
-            if closed.voice is None or len(closed.words) < 2:
-                continue
-            voices = word_voices(closed.words, closed.voice, closed.speaker, centroids, self.config.resegment_margin)
-            pieces = voice_pieces(closed.words, voices, closed.speaker, self.config.min_split_words)
-            pieces = self._splits_in_pauses(pieces, closed.voice.loudness)
-            if pieces[0].speaker != closed.speaker:
-                events.append(SpeakerRelabelled(closed.turn_id, CHANNEL, closed.speaker, pieces[0].speaker))
-                closed.speaker = pieces[0].speaker
-            turn_id = closed.turn_id
-            for before, piece in zip(pieces, pieces[1:], strict=False):
-                new_turn_id = self.next_turn_id
-                self.next_turn_id += 1
-                at = _boundary(before.words[-1], piece.words[0])
-                events.append(TurnSplit(turn_id, CHANNEL, len(before.words), round(at, 3), new_turn_id, piece.speaker))
-                turn_id = new_turn_id
-        self._charge("clustering", time.perf_counter() - started, 0.0)
+        if pieces[0].speaker != closed.speaker:
+            events.append(SpeakerRelabelled(closed.turn_id, self.channel, closed.speaker, pieces[0].speaker))
+            closed.speaker = pieces[0].speaker
+        turn_id = closed.turn_id
+        for before, piece in zip(pieces, pieces[1:], strict=False):
+            new_turn_id = next(self.turn_ids)
+            at = _boundary(before.words[-1], piece.words[0])
+            events.append(TurnSplit(turn_id, self.channel, len(before.words), round(at, 3), new_turn_id, piece.speaker))
+            turn_id = new_turn_id
         return events
 
     def _splits_in_pauses(self, pieces: list[Piece], loudness: Loudness | None) -> list[Piece]:
@@ -636,7 +614,7 @@ class StreamingEngine:
             return []
         (run, offered), layers_run = self._encoder_blocks_run()
         sample = CostSample(
-            channel=CHANNEL,
+            channel=self.channel,
             audio_start=self.cost_from,
             audio_end=self.time,
             stage_seconds=dict(self.stage_seconds),
@@ -648,6 +626,56 @@ class StreamingEngine:
         self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}
         return [sample]
+
+
+def settle_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:
+    """After the stream: cluster all finished turns of all channels again, then split
+    turns where the words are in another known voice (see the module docstring)."""
+    config = channels[0].config
+    events: list[Event] = []
+    if config.refine_speakers:
+        events += _refine_speakers(channels)
+    if config.resegment:
+        started = time.perf_counter()
+        turns = [(engine, closed) for engine in channels for closed in engine.closed_turns.values()]
+        centroids = speaker_centroids([t.voice for _, t in turns], [t.speaker for _, t in turns])
+        for engine, closed in turns:
+            events += engine._resegment_turn(closed, centroids)
+        channels[0]._charge("clustering", time.perf_counter() - started, 0.0)
+    return events
+
+
+def _refine_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:
+    turns = [(engine, closed) for engine in channels for closed in engine.closed_turns.values()]
+    if len(turns) < 2:
+        return []
+    index = {(engine.channel, closed.turn_id): i for i, (engine, closed) in enumerate(turns)}
+    # the two sides of a detected voice change never share a speaker
+    cannot_link = [
+        (index[(engine.channel, a)], index[(engine.channel, b)])
+        for engine in channels
+        for a, b in engine.voice_changes
+        if (engine.channel, a) in index and (engine.channel, b) in index
+    ]
+    config = channels[0].config
+    started = time.perf_counter()
+    labels = channels[0].clustering.refine(
+        [t.embedding for _, t in turns],
+        [t.duration for _, t in turns],
+        [t.speaker for _, t in turns],
+        threshold=config.refine_threshold,
+        min_cluster_weight=config.min_speaker_seconds,
+        small_cluster_threshold=config.small_speaker_threshold,
+        cannot_link=cannot_link if config.voice_changes_separate else (),
+    )
+    labels = _without_gaps(labels)
+    channels[0]._charge("clustering", time.perf_counter() - started, 0.0)
+    events: list[Event] = []
+    for (engine, closed), label in zip(turns, labels, strict=True):
+        if label != closed.speaker:
+            events.append(SpeakerRelabelled(closed.turn_id, engine.channel, closed.speaker, label))
+            closed.speaker = label
+    return events
 
 
 def _within(words: list[TimedWord], start: float, end: float) -> list[TimedWord]:
