@@ -78,7 +78,11 @@ from transcriber.evaluation.simulate import (  # noqa: E402
     simulate_meeting,
 )
 
-SYSTEMS = {"transcriber": "transcriber ({model})", "faster-whisper": "faster-whisper tiny.en"}
+SYSTEMS = {
+    "transcriber": "transcriber ({model})",
+    "separator": "transcriber ({model}) + separator",
+    "faster-whisper": "faster-whisper tiny.en",
+}
 SAMPLE_RATE = 16_000
 
 
@@ -111,7 +115,7 @@ def select_utterances(count: int, seed: int = 0) -> list[Item]:
 MEETING_SPEECH = "meeting speech"
 
 
-def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) -> list[Item]:
+def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool, with_speech: bool = True) -> list[Item]:
     """The simulated meetings, then (subset ``meeting speech``) each utterance they were
     made of, whole: the same speech as single-speaker utterances, so that a meeting's
     cpWER can be set against the utterance WER of exactly the words it contains."""
@@ -127,6 +131,8 @@ def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool) 
             audio_path = meeting.save(workdir)
             items.append(_meeting_item(meeting, audio_path))
             used.update(dict.fromkeys(meeting.info["utterances"]))
+    if not with_speech:
+        return items
     by_id = {u.id: u for u in utterances}
     return items + [_utterance_item(by_id[utterance_id], MEETING_SPEECH) for utterance_id in used]
 
@@ -214,17 +220,16 @@ class FasterWhisperSystem:
 
 
 class TranscriberSystem:
-    def __init__(self, model: str) -> None:
-        try:
-            from transcriber.api import StreamingEngine, transcribe_file
-        except ImportError as error:
-            raise SystemExit(
-                f"transcriber.api is not available ({error}). The benchmark expects "
-                "transcriber.api.transcribe_file and StreamingEngine; run with --systems faster-whisper."
-            ) from error
+    """The engine; with ``separator`` (SeparatorConfig fields) the two-channel one."""
+
+    def __init__(self, model: str, separator: dict[str, Any] | None = None) -> None:
+        from transcriber.api import transcribe_file
+        from transcriber.engine.separator import SeparatorConfig, create_engine
+
         self.model_name = model
         self.transcribe_file = transcribe_file
-        self.engine = StreamingEngine.create(model=model)
+        config = None if separator is None else SeparatorConfig(**separator)
+        self.engine = create_engine(model=model, separator=config)
 
     def _fresh(self, for_files: bool) -> Any:
         """Files are fed as fast as the CPU allows with the file configuration; live
@@ -389,11 +394,16 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
     job = json.loads(job_path.read_text(encoding="utf-8"))
     items = [Item(**raw) for raw in job["items"]]
     started = time.perf_counter()
-    system = (TranscriberSystem if system_name == "transcriber" else FasterWhisperSystem)(job["model"])
+    if system_name == "faster-whisper":
+        system: Any = FasterWhisperSystem(job["model"])
+    else:
+        separator = job["separator"] if system_name == "separator" else None
+        system = TranscriberSystem(job["model"], separator)
     load_s = time.perf_counter() - started
     tallies: dict[str, Tally] = {}  # by subset, in the order of the items
     outputs = [system.run(item) for item in items]
-    latencies = {item.id: system.latencies(item, job["block_s"]) for item in items if item.kind == "meeting"}
+    replayed = [item for item in items if item.kind == "meeting" and job["latency"]]
+    latencies = {item.id: system.latencies(item, job["block_s"]) for item in replayed}
     # the peak of transcribing only: scoring (meeteval's ORC-WER over several speaker
     # streams) can take more memory than the system it scores
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -530,7 +540,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="e.g. 0S,0L,OV10")
     parser.add_argument("--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)")
     parser.add_argument("--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)")
+    parser.add_argument(
+        "--separator-config", default="{}", help="SeparatorConfig fields as JSON, for the separator system"
+    )
     parser.add_argument("--block-s", type=float, default=0.25, help="block size of the live replay, seconds")
+    parser.add_argument("--no-latency", action="store_true", help="skip the live replays of the meetings")
+    parser.add_argument(
+        "--no-meeting-speech", action="store_true", help="skip the meetings' utterances (the cpWER ratio's base)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the simulated meetings and results here")
     parser.add_argument("--json", type=Path, help="write all results (per item too) here")
     parser.add_argument("--worker", choices=sorted(SYSTEMS), help=argparse.SUPPRESS)
@@ -550,7 +567,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def prepare(args: argparse.Namespace, workdir: Path) -> list[Item]:
     items = select_utterances(args.utterances)
-    items += build_meetings(args.meetings, args.conditions, workdir, cut=not args.no_cut)
+    items += build_meetings(
+        args.meetings, args.conditions, workdir, cut=not args.no_cut, with_speech=not args.no_meeting_speech
+    )
     if args.sessions:
         items += load_session_items()
     return items
@@ -570,7 +589,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         job_path = workdir / "job.json"
-        job = {"model": args.model, "block_s": args.block_s, "items": [item.__dict__ for item in items]}
+        job = {
+            "model": args.model,
+            "separator": json.loads(args.separator_config),
+            "block_s": args.block_s,
+            "latency": not args.no_latency,
+            "items": [item.__dict__ for item in items],
+        }
         job_path.write_text(json.dumps(job), encoding="utf-8")
         results = {s: run_system(s, job_path, workdir) for s in args.systems}
     rows = {SYSTEMS[s].format(model=args.model): result for s, result in results.items()}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from transcriber.audio.decode import AudioDecodeError, iter_blocks, probe
 from transcriber.engine.engine import EngineConfig, StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.separator import SeparatingEngine, SeparatorConfig, create_engine
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.transcript.builder import TranscriptBuilder
 from transcriber.transcript.model import Transcript
@@ -22,6 +23,8 @@ from transcriber.whisper.loading import DEFAULT_MODEL
 __all__ = [
     "AudioDecodeError",
     "EngineConfig",
+    "SeparatingEngine",
+    "SeparatorConfig",
     "StreamingEngine",
     "TransducerConfig",
     "Transcript",
@@ -33,13 +36,21 @@ ProgressCallback = Callable[[float, float | None], None]  # (seconds done, total
 
 
 def file_engine(
-    model: str = DEFAULT_MODEL, speakers: int | None = None, compute_budget: float | None = None
-) -> StreamingEngine:
+    model: str = DEFAULT_MODEL,
+    speakers: int | None = None,
+    compute_budget: float | None = None,
+    separator: SeparatorConfig | None = None,
+) -> StreamingEngine | SeparatingEngine:
     """An engine set up for files (``TransducerConfig.for_files()``); ``fresh()`` gives
     one per file that shares its loaded models. ``compute_budget``: see
-    ``StreamingEngine.set_compute_budget``."""
-    return StreamingEngine.create(
-        model=model, speakers=speakers, compute_budget=compute_budget, transducer=TransducerConfig.for_files()
+    ``StreamingEngine.set_compute_budget``; ``separator``: two channels where voices
+    overlap (engine/separator.py), off when None."""
+    return create_engine(
+        separator,
+        model=model,
+        speakers=speakers,
+        compute_budget=compute_budget,
+        transducer=TransducerConfig.for_files(),
     )
 
 
@@ -47,7 +58,7 @@ def transcribe_file(
     path: str | os.PathLike[str],
     model: str = DEFAULT_MODEL,
     speakers: int | None = None,
-    engine: StreamingEngine | None = None,
+    engine: StreamingEngine | SeparatingEngine | None = None,
     progress: ProgressCallback | None = None,
     on_event: Callable[[Event], None] | None = None,
     block_seconds: float = 1.0,

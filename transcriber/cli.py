@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="target fraction of encoder compute, in (0, 1]; 1 runs the full encoder "
         "(default: the model's shipped operating point, see models/arbitrators.md)",
     )
+    transcribe.add_argument(
+        "--separator",
+        choices=("on", "off"),
+        default="off",
+        help="two channels where voices overlap, each with its own turns (experimental; default off)",
+    )
     transcribe.add_argument("--quiet", action="store_true", help="no progress bars")
 
     commands.add_parser("devices", help="list audio input devices")
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "transcribe":
-        engine = _load_engine(args.model, args.speakers, args.compute_budget)
+        engine = _load_engine(args.model, args.speakers, args.compute_budget, args.separator == "on")
         if engine is None:
             return 2
         return _transcribe(engine, args.files, args.output_dir, args.format, args.quiet)
@@ -84,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     return app_main()
 
 
-def _load_engine(model: str, speakers: int | None, compute_budget: float | None = None):
-    from transcriber.api import file_engine
+def _load_engine(model: str, speakers: int | None, compute_budget: float | None = None, separate: bool = False):
+    from transcriber.api import SeparatorConfig, file_engine
     from transcriber.whisper.arbitrators import NoOperatingPoint
     from transcriber.whisper.loading import ModelNotFoundError
 
     try:
-        return file_engine(model, speakers, compute_budget)
+        return file_engine(model, speakers, compute_budget, SeparatorConfig() if separate else None)
     except (ModelNotFoundError, NoOperatingPoint) as error:
         print(f"error: {error}", file=sys.stderr)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -88,10 +89,13 @@ class SettingsDialog(QDialog):
         self.max_speakers = QSpinBox()
         self.max_speakers.setRange(1, 16)
         self.max_speakers.setValue(settings.max_speakers)
+        self.separator = QCheckBox("two channels where voices overlap (experimental)")
+        self.separator.setChecked(settings.separator)
         form = QFormLayout(self)
         form.addRow("Model", self.model)
         form.addRow("VAD aggressiveness (0-3)", self.vad)
         form.addRow("Maximum speakers", self.max_speakers)
+        form.addRow("Separator", self.separator)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -104,6 +108,7 @@ class SettingsDialog(QDialog):
             input_device=self.settings.input_device,
             vad_aggressiveness=self.vad.value(),
             max_speakers=self.max_speakers.value(),
+            separator=self.separator.isChecked(),
         )
 
 

@@ -16,6 +16,7 @@ class AppSettings:
     input_device: str = ""  # a device name; "" is the system default
     vad_aggressiveness: int = 2
     max_speakers: int = 8
+    separator: bool = False
 
     @classmethod
     def load(cls, store: QSettings) -> AppSettings:
@@ -25,6 +26,7 @@ class AppSettings:
             input_device=str(store.value("input_device", defaults.input_device)),
             vad_aggressiveness=int(store.value("vad_aggressiveness", defaults.vad_aggressiveness)),
             max_speakers=int(store.value("max_speakers", defaults.max_speakers)),
+            separator=str(store.value("separator", defaults.separator)).lower() == "true",
         )
 
     def save(self, store: QSettings) -> None:
@@ -33,4 +35,4 @@ class AppSettings:
         store.sync()
 
     def engine_settings(self) -> EngineSettings:
-        return EngineSettings(self.model, self.vad_aggressiveness, self.max_speakers)
+        return EngineSettings(self.model, self.vad_aggressiveness, self.max_speakers, separator=self.separator)

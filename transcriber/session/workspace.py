@@ -16,6 +16,7 @@ from transcriber.audio.capture import MicrophoneCapture
 from transcriber.audio.decode import iter_blocks, probe
 from transcriber.engine.engine import StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.separator import SeparatingEngine, SeparatorConfig, create_engine
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.session.runner import AudioSource, FileTranscription, LiveRecording, Notice, Progress
 from transcriber.session.store import MICROPHONE, Session, SessionStore
@@ -40,16 +41,19 @@ class EngineSettings:
     vad_aggressiveness: int = 2
     max_speakers: int = 8
     compute_budget: float | None = None  # None: the model's default operating point
+    separator: bool = False  # two channels where voices overlap (engine/separator.py)
 
 
 class EngineLoader:
     """Loads the model on a thread of its own as soon as the app starts, so that the
     window is ready to record at once; ``get`` waits for it."""
 
-    def __init__(self, settings: EngineSettings, create: Callable[..., StreamingEngine] = StreamingEngine.create):
+    def __init__(
+        self, settings: EngineSettings, create: Callable[..., StreamingEngine | SeparatingEngine] = create_engine
+    ):
         self.settings = settings
         self._create = create
-        self._prototype: StreamingEngine | None = None
+        self._prototype: StreamingEngine | SeparatingEngine | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._budget_lock = threading.Lock()
@@ -57,7 +61,8 @@ class EngineLoader:
 
     def _load(self) -> None:
         try:
-            engine = self._create(model=self.settings.model)
+            separator = SeparatorConfig() if self.settings.separator else None
+            engine = self._create(model=self.settings.model, separator=separator)
             with self._budget_lock:  # a budget chosen while the model loaded applies now
                 if self.settings.compute_budget is not None:
                     engine.set_compute_budget(self.settings.compute_budget)
@@ -83,7 +88,7 @@ class EngineLoader:
     def error(self) -> BaseException | None:
         return self._error if self._done.is_set() else None
 
-    def get(self, timeout: float | None = None) -> StreamingEngine:
+    def get(self, timeout: float | None = None) -> StreamingEngine | SeparatingEngine:
         self._done.wait(timeout)
         if self._error is not None:
             raise RuntimeError(f"the model {self.settings.model!r} could not be loaded: {self._error}")
@@ -91,7 +96,7 @@ class EngineLoader:
             raise TimeoutError("the model is still loading")
         return self._prototype
 
-    def fresh_engine(self, for_files: bool = False) -> StreamingEngine:
+    def fresh_engine(self, for_files: bool = False) -> StreamingEngine | SeparatingEngine:
         """A new engine for one stream, sharing the loaded model."""
         prototype = self.get()
         changes: dict = {
