@@ -333,3 +333,26 @@ def test_the_budget_slider_switches_the_encoders_operating_point(qtbot, window: 
     layers = ((1.0, 0.5), (0.75, 0.25))
     meter.add_sample(CostSample(0, 0.0, 1.0, {"encoder": 0.1}, {"encoder": 1e9}, encoder_layers_run=layers))
     assert meter.layers_run == layers
+
+
+def test_overlapping_turns_on_two_channels_show_both_voices(qtbot, window: MainWindow) -> None:
+    from transcriber.gui.transcript_view import CHANNEL_INDENT
+
+    window.start_recording(source=ReplaySource(np.zeros(16000, dtype=np.float32), speed=8.0))
+    outbox = window.workspace.job.outbox
+    first = [TurnStarted(1, 0, "S1", 0.0), WordsCommitted(1, 0, (Word("so", 0.2, 0.5),), 0.6)]
+    outbox.put(first + [TurnEnded(1, 0, "S1", 0.0, 5.0)])
+    window.poll()
+    # the second voice arrives later, on channel 2, while the first was talking
+    second = [TurnStarted(2, 1, "S2", 3.0), WordsCommitted(2, 1, (Word("wait", 3.1, 3.4),), 3.5)]
+    outbox.put(second + [TurnEnded(2, 1, "S2", 3.0, 4.0)])
+    window.poll()
+    window.stop()
+    _wait_done(qtbot, window)
+    blocks = window.view.blocks
+    names = {speaker: window.workspace.transcript.display_name(speaker) for speaker in ("S1", "S2")}
+    assert "ch 2" in blocks[2].header.text() and "ch 2" not in blocks[1].header.text()
+    assert f"over {names['S1']}" in blocks[2].header.text()
+    assert f"over {names['S2']}" in blocks[1].header.text()
+    assert blocks[2].contentsMargins().left() == CHANNEL_INDENT
+    assert blocks[1].contentsMargins().left() == 0

@@ -97,7 +97,9 @@ class CostMeter(QWidget):
             return
         self.times.append(sample.audio_end)
         self.recent.append(sample)
-        audio = sum(s.audio_end - s.audio_start for s in self.recent)
+        # the audio the recent samples cover, once: with the separator on, both
+        # channels send samples for the same seconds
+        audio = max(s.audio_end for s in self.recent) - min(s.audio_start for s in self.recent)
         for stage in sample.stage_seconds.keys() | self.stage_ms.keys():
             if stage not in self.stage_ms:
                 self.stage_ms[stage] = deque([0.0] * (len(self.times) - 1), maxlen=HISTORY)

@@ -3,8 +3,12 @@
 A block shows the speaker's name in their colour, the ``<sot>`` marker with the
 start time when the turn opens, the committed words in normal text and the
 partial hypothesis in grey, and the ``<eot>`` marker with the end time once the
-turn has closed. The view follows the live edge unless the reader has scrolled
-back. It only renders the transcript that the workspace keeps.
+turn has closed. While two people talk at once, the separator puts the second
+voice on channel 2: those blocks are indented and marked "ch 2", and a block
+that overlaps another speaker's turn in time says with whom ("over Anna"), so
+both voices read as what they were: said at the same time. The view follows
+the live edge unless the reader has scrolled back. It only renders the
+transcript that the workspace keeps.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from transcriber.transcript.model import Turn
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 PARTIAL_COLOUR = "#8a8a8a"
 HIGHLIGHT = "#ffe066"
+CHANNEL_INDENT = 48  # pixels: channel 2's blocks stand to the right of channel 1's
 
 
 def speaker_colour(speaker: str) -> str:
@@ -53,11 +58,16 @@ class TurnBlock(QFrame):
             layout.addWidget(label)
         self.plain_text = ""
 
-    def show_turn(self, turn: Turn, name: str, partial: str, is_open: bool, highlight: str = "") -> None:
+    def show_turn(
+        self, turn: Turn, name: str, partial: str, is_open: bool, highlight: str = "", over: tuple[str, ...] = ()
+    ) -> None:
+        """``over``: names of the speakers whose turns on the other channel this one overlaps."""
         colour = speaker_colour(turn.speaker)
+        channel_mark = f' <span style="color:#555">ch {turn.channel + 1}</span>' if turn.channel else ""
+        over_mark = f' <i style="color:#555">over {html.escape(", ".join(over))}</i>' if over else ""
         self.header.setText(
-            f'<b style="color:{colour}">{html.escape(name)}</b>'
-            f" &nbsp;<code>&lt;sot&gt;</code> {clock(turn.start)}"
+            f'<b style="color:{colour}">{html.escape(name)}</b>{channel_mark}'
+            f" &nbsp;<code>&lt;sot&gt;</code> {clock(turn.start)}{over_mark}"
             + (' <i style="color:#888">(edited)</i>' if turn.edited_text is not None else "")
         )
         self.plain_text = turn.text
@@ -68,10 +78,26 @@ class TurnBlock(QFrame):
         self.footer.setText("" if is_open else f"<code>&lt;eot&gt;</code> {clock(turn.end)}")
         self.footer.setVisible(not is_open)
         self.setStyleSheet(f"TurnBlock {{ border-left: 4px solid {colour}; }}")
+        self.setContentsMargins(CHANNEL_INDENT * turn.channel, 0, 0, 0)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.edit_requested.emit(self.turn_id)
         super().mouseDoubleClickEvent(event)
+
+
+def overlapping_speakers(turns: list[Turn]) -> dict[int, list[str]]:
+    """Turn id -> the other speakers whose turns on another channel overlap it in time."""
+    found: dict[int, list[str]] = {}
+    for i, turn in enumerate(turns):  # sorted by start
+        for later in turns[i + 1 :]:
+            if later.start >= turn.end:
+                break
+            if later.channel != turn.channel and later.speaker != turn.speaker:
+                if later.speaker not in found.setdefault(turn.turn_id, []):
+                    found[turn.turn_id].append(later.speaker)
+                if turn.speaker not in found.setdefault(later.turn_id, []):
+                    found[later.turn_id].append(turn.speaker)
+    return found
 
 
 def _highlighted(text: str, needle: str) -> str:
@@ -115,6 +141,7 @@ class TranscriptView(QScrollArea):
         when given (the rest did not change), all otherwise."""
         transcript = builder.transcript
         turns = transcript.sorted_turns()
+        overlapping = overlapping_speakers(turns)
         present = {turn.turn_id for turn in turns}
         for turn_id in [t for t in self.blocks if t not in present]:  # discarded turns
             self.blocks.pop(turn_id).deleteLater()
@@ -131,6 +158,7 @@ class TranscriptView(QScrollArea):
                 builder.partial_text(turn.turn_id),
                 builder.is_open(turn.turn_id),
                 self.search_text,
+                tuple(transcript.display_name(s) for s in overlapping.get(turn.turn_id, ())),
             )
         order = [turn.turn_id for turn in turns]
         if order != self.order:
