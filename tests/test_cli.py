@@ -127,3 +127,19 @@ def test_a_compute_budget_runs_fewer_encoder_blocks_and_the_json_says_so(tmp_pat
     assert gated["encoder_sub_blocks_run"] < 0.7 * gated["encoder_sub_blocks_offered"]
     assert gated["stage_flops"]["encoder"] < 0.7 * full["stage_flops"]["encoder"]
     assert gated["stage_seconds"]["encoder"] > 0.0
+
+
+@needs_shared_data
+def test_transcribe_with_the_separator_on(tmp_path: Path) -> None:
+    from transcriber.evaluation.data import load_utterances
+    from transcriber.evaluation.simulate import simulate_meeting
+
+    meeting = simulate_meeting(load_utterances(), 2, "OV30", seed=3)  # two voices overlapping for 6 s
+    sf.write(tmp_path / "overlap.flac", meeting.audio, 16000)
+    result = _transcriber("transcribe", "overlap.flac", "--separator", "on", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "overlap.json").read_text(encoding="utf-8"))
+    text = " ".join(turn["text"] for turn in saved["turns"]).lower()
+    assert "village" in text and "paris" in text  # each speaker's words
+    assert len({turn["speaker"] for turn in saved["turns"]}) == 2
+    assert _transcriber("transcribe", "overlap.flac", "--separator", "maybe", cwd=tmp_path).returncode == 2
