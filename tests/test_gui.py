@@ -356,3 +356,11 @@ def test_overlapping_turns_on_two_channels_show_both_voices(qtbot, window: MainW
     assert f"over {names['S2']}" in blocks[1].header.text()
     assert blocks[2].contentsMargins().left() == CHANNEL_INDENT
     assert blocks[1].contentsMargins().left() == 0
+
+
+def test_the_separator_setting_is_kept_and_reaches_the_engine_settings(tmp_path: Path) -> None:
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    AppSettings(separator=True).save(qsettings)
+    loaded = AppSettings.load(qsettings)
+    assert loaded.separator and loaded.engine_settings().separator
+    assert not AppSettings.load(QSettings(str(tmp_path / "new.ini"), QSettings.Format.IniFormat)).separator

@@ -143,3 +143,14 @@ def test_two_overlapping_speakers_each_keep_their_words(overlap_transcript, over
 )
 def test_the_second_voice_gets_the_second_channel(overlap_transcript) -> None:
     assert {turn.channel for turn in overlap_transcript.turns} == {0, 1}
+
+
+@needs_shared_data
+def test_the_apps_engine_loader_builds_the_separating_engine(overlap_meeting) -> None:
+    from transcriber.session.workspace import EngineLoader, EngineSettings
+
+    loader = EngineLoader(EngineSettings(separator=True))
+    engine = loader.fresh_engine()
+    assert isinstance(engine, SeparatingEngine)
+    transcript = _transcribe(engine, overlap_meeting.audio)
+    assert "paris" in " ".join(turn.text for turn in transcript.turns).lower()
