@@ -37,3 +37,20 @@ def engine_factory(loaded_engine):
         return prototype.fresh(**config_changes)
 
     return fresh
+
+
+def run_engine(engine, audio, block_seconds: float = 1.0) -> list:
+    """Feed ``audio`` to a fresh engine in blocks, then finish it: all its events, in order."""
+    events = []
+    block = int(block_seconds * 16000)
+    for start in range(0, len(audio), block):
+        events += engine.feed(audio[start : start + block])
+    return events + engine.finish()
+
+
+def transcript_of(events):
+    from transcriber.transcript.builder import TranscriptBuilder
+
+    builder = TranscriptBuilder()
+    builder.apply_all(events)
+    return builder.transcript

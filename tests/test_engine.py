@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import SHARED_DATA, needs_shared_data
+from tests.conftest import SHARED_DATA, needs_shared_data, run_engine, transcript_of
 from transcriber.engine.events import (
     CostSample,
     PartialText,
@@ -18,23 +18,8 @@ from transcriber.engine.events import (
     TurnStarted,
     WordsCommitted,
 )
-from transcriber.transcript.builder import TranscriptBuilder
 
 SAMPLE_RATE = 16000
-
-
-def _run(engine, audio: np.ndarray, block_seconds: float = 1.0) -> list:
-    events = []
-    block = int(block_seconds * SAMPLE_RATE)
-    for start in range(0, len(audio), block):
-        events += engine.feed(audio[start : start + block])
-    return events + engine.finish()
-
-
-def _transcript(events):
-    builder = TranscriptBuilder()
-    builder.apply_all(events)
-    return builder.transcript
 
 
 @needs_shared_data
@@ -43,8 +28,8 @@ def test_jfk_is_transcribed_word_for_word(engine_factory) -> None:
 
     audio, rate = sf.read(SHARED_DATA / "utterances/jfk_whisper/jfk.flac", dtype="float32")
     assert rate == SAMPLE_RATE
-    events = _run(engine_factory(), audio)
-    transcript = _transcript(events)
+    events = run_engine(engine_factory(), audio)
+    transcript = transcript_of(events)
     text = " ".join(turn.text for turn in transcript.sorted_turns())
     reference = (
         "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -57,7 +42,7 @@ def test_jfk_is_transcribed_word_for_word(engine_factory) -> None:
 def test_event_stream_is_well_formed(engine_factory) -> None:
     """Every turn opens before its words and closes after them; times are consistent."""
     audio, _ = sf.read(SHARED_DATA / "utterances/jfk_whisper/jfk.flac", dtype="float32")
-    events = _run(engine_factory(), audio, block_seconds=0.5)
+    events = run_engine(engine_factory(), audio, block_seconds=0.5)
     open_turns: dict[int, TurnStarted] = {}
     closed: set[int] = set()
     committed_words = 0
@@ -96,8 +81,8 @@ def test_second_pass_joins_turns_split_by_a_pause(engine_factory) -> None:
 
     path = SHARED_DATA / "utterances/librispeech_tc100_resemblyzer/1040-133433-0000.flac"
     audio, _ = sf.read(path, dtype="float32")
-    events = _run(engine_factory(), audio)
-    turns = _transcript(events).sorted_turns()
+    events = run_engine(engine_factory(), audio)
+    turns = transcript_of(events).sorted_turns()
     text = " ".join(turn.text for turn in turns)
     reference = (
         "CHAPTER SEVENTEEN WHEN WENDY GREW UP I HOPE YOU WANT TO KNOW WHAT BECAME OF THE OTHER BOYS THEY WERE "
@@ -108,7 +93,7 @@ def test_second_pass_joins_turns_split_by_a_pause(engine_factory) -> None:
     # without the noise filter too: it drops the streamed duplicate "When Wendy" (its
     # words scored under 0.1), which hides what the second pass is for
     streamed_engine = engine_factory(transducer=_without_second_pass(), min_turn_word_probability=0.0)
-    streamed_only = _transcript(_run(streamed_engine, audio))
+    streamed_only = transcript_of(run_engine(streamed_engine, audio))
     streamed_text = " ".join(turn.text for turn in streamed_only.sorted_turns())
     assert wer(reference, text).errors < wer(reference, streamed_text).errors, streamed_text
 
@@ -123,9 +108,9 @@ def test_silence_and_noise_give_no_words(engine_factory) -> None:
     rng = np.random.default_rng(0)
     silence = np.zeros(5 * SAMPLE_RATE, dtype=np.float32)
     hiss = (0.003 * rng.standard_normal(5 * SAMPLE_RATE)).astype(np.float32)
-    events = _run(engine_factory(), np.concatenate([silence, hiss]))
+    events = run_engine(engine_factory(), np.concatenate([silence, hiss]))
     assert not [e for e in events if isinstance(e, WordsCommitted)]
-    assert not _transcript(events).turns, "a turn the VAD opened on noise is discarded"
+    assert not transcript_of(events).turns, "a turn the VAD opened on noise is discarded"
 
 
 @needs_shared_data
@@ -134,9 +119,9 @@ def test_turns_on_background_noise_leave_the_transcript(engine_factory) -> None:
     opens a dozen turns on background noise; those without words are discarded, and
     a lone "." is no word. Before: 15 turns, 9 of them empty or ".", 7.3 s of false alarm."""
     audio, _ = sf.read(SHARED_DATA / "sessions/pyannote_ami_debug/trn02.flac", dtype="float32")
-    events = _run(engine_factory(), audio)
+    events = run_engine(engine_factory(), audio)
     assert any(isinstance(e, TurnDiscarded) for e in events)
-    transcript = _transcript(events)
+    transcript = transcript_of(events)
     assert all(any(c.isalnum() for c in turn.text) for turn in transcript.turns), transcript.turns
     assert len(transcript.turns) <= 10
 
@@ -145,7 +130,7 @@ def test_block_size_does_not_lose_audio(engine_factory) -> None:
     """Odd block sizes (as a sound card delivers them) still give whole turns."""
     engine = engine_factory()
     audio = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
-    events = _run(engine, audio, block_seconds=0.0371)
+    events = run_engine(engine, audio, block_seconds=0.0371)
     assert engine.time == pytest.approx(3.0, abs=1e-6)
     assert not [e for e in events if isinstance(e, TurnStarted)]
 
@@ -158,8 +143,8 @@ def test_simulated_three_speaker_meeting(engine_factory) -> None:
     from transcriber.evaluation.simulate import simulate_meeting
 
     meeting = simulate_meeting(load_utterances(), n_speakers=3, condition="0L", seed=2)
-    events = _run(engine_factory(), meeting.audio)
-    transcript = _transcript(events)
+    events = run_engine(engine_factory(), meeting.audio)
+    transcript = transcript_of(events)
     assert len(transcript.speakers) == 3
     reference = meeting.to_seglst()
     errors = cpwer(reference, transcript_to_seglst(transcript, meeting.session_id))
@@ -181,14 +166,14 @@ def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_pa
 
     aligner = WhisperForcedAligner(cache_dir=tmp_path)
     meeting = simulate_meeting(load_utterances(), n_speakers=4, condition="0S", seed=1005, aligner=aligner)
-    events = _run(engine_factory(transducer=TransducerConfig.for_files()), meeting.audio)
+    events = run_engine(engine_factory(transducer=TransducerConfig.for_files()), meeting.audio)
     splits = [e for e in events if isinstance(e, TurnSplit)]
     assert len(splits) >= 3
     known = {e.turn_id for e in events if isinstance(e, TurnEnded)}
     for split in splits:  # a split divides a finished turn (or a piece of one) into a new turn
         assert split.turn_id in known and split.new_turn_id not in known and split.keep_words >= 1
         known.add(split.new_turn_id)
-    transcript = _transcript(events)
+    transcript = transcript_of(events)
     assert len(transcript.speakers) == 4
     errors = cpwer(meeting.to_seglst(), transcript_to_seglst(transcript, meeting.session_id))
     # 10.1 % on this 2-core machine since 2026-11-27 (the same code had passed < 10 %
@@ -205,7 +190,7 @@ def test_known_speaker_count_is_respected(engine_factory) -> None:
     meeting = simulate_meeting(load_utterances(), n_speakers=3, condition="0S", seed=1)
     engine = engine_factory()
     engine.clustering.fixed_speakers = 2
-    transcript = _transcript(_run(engine, meeting.audio))
+    transcript = transcript_of(run_engine(engine, meeting.audio))
     assert len(transcript.speakers) == 2
 
 
@@ -217,8 +202,8 @@ def test_pyannote_sample_diarization(engine_factory) -> None:
 
     folder = SHARED_DATA / "sessions/pyannote_sample"
     audio, _ = sf.read(folder / "sample.flac", dtype="float32")
-    events = _run(engine_factory(), audio)
-    transcript = _transcript(events)
+    events = run_engine(engine_factory(), audio)
+    transcript = transcript_of(events)
     result = der(read_rttm(folder / "sample.rttm"), transcript_to_segments(transcript))
     # telephone speech with fast turn-taking: GE2E windows of 1.5 s barely separate the two
     # voices (same 0.75-0.79, different 0.69 cosine); the issue aims at 0.25, this is what we reach
@@ -239,7 +224,7 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
 
     folder = SHARED_DATA / "sessions/pyannote_sample"
     audio, _ = sf.read(folder / "sample.flac", dtype="float32")
-    transcript = _transcript(_run(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     reference = [
         {"session_id": "sample", "speaker": s.speaker, "start_time": s.start, "end_time": s.end, "words": s.text}
         for s in read_stm(folder / "sample.stm")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import needs_shared_data
+from tests.conftest import needs_shared_data, run_engine, transcript_of
 from transcriber.engine.overlap import OVERLAP, detect, load_overlap_detector
 from transcriber.engine.separator import ChannelRouter, SeparatingEngine, SeparatorConfig, frame_class
 from transcriber.engine.speaker_encoder import SpeakerEncoder
@@ -96,32 +96,19 @@ def separating_engine(loaded_engine, detector):
     return fresh
 
 
-def _transcribe(engine, audio: np.ndarray):
-    from transcriber.transcript.builder import TranscriptBuilder
-    from transcriber.transcript.model import Transcript
-
-    builder = TranscriptBuilder(Transcript())
-    for start in range(0, len(audio), SAMPLE_RATE):
-        for event in engine.feed(audio[start : start + SAMPLE_RATE]):
-            builder.apply(event)
-    for event in engine.finish():
-        builder.apply(event)
-    return builder.transcript
-
-
 @needs_shared_data
 def test_one_speaker_stays_on_one_channel(separating_engine, utterances) -> None:
     from transcriber.evaluation.data import load_audio
 
     longest = max((u for u in utterances if u.speaker.startswith("LS")), key=lambda u: u.duration_s)
-    transcript = _transcribe(separating_engine(), load_audio(longest.path))
+    transcript = transcript_of(run_engine(separating_engine(), load_audio(longest.path)))
     assert transcript.turns and {turn.channel for turn in transcript.turns} == {0}
     assert sum(len(turn.text.split()) for turn in transcript.turns) > 20
 
 
 @pytest.fixture(scope="module")
 def overlap_transcript(separating_engine, overlap_meeting):
-    return _transcribe(separating_engine(), overlap_meeting.audio)
+    return transcript_of(run_engine(separating_engine(), overlap_meeting.audio))
 
 
 @needs_shared_data
@@ -152,5 +139,5 @@ def test_the_apps_engine_loader_builds_the_separating_engine(overlap_meeting) ->
     loader = EngineLoader(EngineSettings(separator=True))
     engine = loader.fresh_engine()
     assert isinstance(engine, SeparatingEngine)
-    transcript = _transcribe(engine, overlap_meeting.audio)
+    transcript = transcript_of(run_engine(engine, overlap_meeting.audio))
     assert "paris" in " ".join(turn.text for turn in transcript.turns).lower()

@@ -29,7 +29,6 @@ from transcriber.whisper.arbitrators import models_dir
 from transcriber.whisper.audio_features import HOP_LENGTH, N_FFT, SAMPLE_RATE, mel_filters
 
 SILENCE, ONE_SPEAKER, OVERLAP = 0, 1, 2
-FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE
 SILENT_FEATURE = (-10.0 + 4.0) / 4.0  # the floor, log10(1e-10), scaled as every feature
 DEFAULT_DETECTOR = "overlap/detector"  # models/overlap/detector.{pt,json}
 
@@ -128,7 +127,6 @@ class OverlapStream:
         self.context = torch.full((1, detector.context_frames, detector.dims.n_mels), SILENT_FEATURE)
         self.state: torch.Tensor | None = None
         self.frames_out = 0  # network outputs produced
-        self.frames_reported = 0  # of them reported as audio frames (after the delay)
 
     def feed(self, samples: np.ndarray) -> np.ndarray:
         """(frames, classes) probabilities of the audio frames now decided."""
@@ -153,14 +151,7 @@ class OverlapStream:
         probabilities = torch.softmax(logits[0], dim=-1).numpy()
         self.frames_out += len(probabilities)
         skip = max(0, self.detector.dims.delay_frames - (self.frames_out - len(probabilities)))
-        decided = probabilities[skip:]
-        self.frames_reported += len(decided)
-        return decided
-
-
-def frame_times(first_frame: int, count: int) -> np.ndarray:
-    """Centre times (s) of audio frames first_frame .. first_frame + count - 1."""
-    return ((np.arange(count) + first_frame) * HOP_LENGTH + N_FFT / 2) / SAMPLE_RATE
+        return probabilities[skip:]
 
 
 def detect(detector: OverlapDetector, audio: np.ndarray, block_seconds: float = 1.0) -> np.ndarray:
