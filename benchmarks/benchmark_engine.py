@@ -322,6 +322,7 @@ def score_item(item: Item, output: Output, tally: Tally) -> dict[str, Any]:
         tally.utterance_refs.append(item.text)
         tally.utterance_hyps.append(output.text)
         row["wer"] = metrics.wer(item.text, output.text).rate
+        row["hypothesis"] = output.text
     if item.reference_seglst:
         cp = metrics.cpwer(item.reference_seglst, output.seglst or metrics.text_to_seglst("", item.id))
         orc = metrics.orc_wer(item.reference_seglst, output.seglst or metrics.text_to_seglst("", item.id))

@@ -98,6 +98,26 @@ def test_second_pass_joins_turns_split_by_a_pause(engine_factory) -> None:
     assert wer(reference, text).errors < wer(reference, streamed_text).errors, streamed_text
 
 
+@needs_shared_data
+@pytest.mark.parametrize(
+    ("utterance", "ending"),
+    [("103-1240-0000", "traversed by a brook"), ("587-41611-0000", "had a shrewd suspicion")],
+)
+def test_second_pass_keeps_the_end_of_a_turn(engine_factory, utterance: str, ending: str) -> None:
+    """Whisper stopped early on these turns in both passes ("... a little hollow," for
+    the last 4 s): the last word, stretched over the rest of the audio, is decoded
+    again alone."""
+    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.evaluation.data import load_utterances
+    from transcriber.evaluation.metrics import normalize_text
+
+    (path,) = [u.path for u in load_utterances() if u.id == utterance]
+    audio, _ = sf.read(path, dtype="float32")
+    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    text = normalize_text(" ".join(turn.text for turn in transcript.sorted_turns()))
+    assert text.endswith(normalize_text(ending)), text
+
+
 def _without_second_pass():
     from transcriber.engine.transducer import TransducerConfig
 

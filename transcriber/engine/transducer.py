@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from transcriber.engine.quiet import quietest_moment
 from transcriber.whisper.decoding import TimedWord, WhisperRecognizer, WindowResult
 
 SAMPLE_RATE = 16000
+# a word that starts this close to a cut in the audio is probably clipped by it
+CLIPPED_WORD_SECONDS = 0.3
 
 
 @dataclass
@@ -339,33 +341,46 @@ class SecondPass:
     def _fill_long_words(
         self, words: list[TimedWord], audio: np.ndarray, start: float
     ) -> tuple[list[TimedWord], StepCost]:
-        """Whisper sometimes jumps over a stretch of speech; the alignment then gives
-        the word before the jump all of it (a 3 s "Hello."). Such a word, when the
-        next word follows it, is decoded again alone, without a prompt, and gives way
-        to what that finds if it found more (``_fills_gap``)."""
+        """Whisper sometimes jumps over a stretch of speech, or stops before the end of
+        it; the alignment then gives the word before the jump all of it (a 3 s
+        "Hello."). Such a word, up to the next word or the end of the audio, is decoded
+        again alone, without a prompt, from the start of the word before it (word
+        starts are loose: a decode from the long word's own start often clips it), and
+        gives way to what that finds if it found more (``_gap_words``)."""
         cost = StepCost()
         filled: list[TimedWord] = []
+        end = start + len(audio) / SAMPLE_RATE
         for number, word in enumerate(words):
-            after = words[number + 1] if number + 1 < len(words) else None
-            if after is None or after.start - word.start <= self.config.long_word_seconds:
+            until = words[number + 1].start if number + 1 < len(words) else end
+            if until - word.start <= self.config.long_word_seconds:
                 filled.append(word)
                 continue
-            first = max(0, int(round((word.start - start) * SAMPLE_RATE)))
-            last = int(round((after.start - start) * SAMPLE_RATE))
-            found, found_cost = self._decode_section(audio[first:last], word.start, "")
+            decode_from = words[number - 1].start if number > 0 else word.start
+            first = max(0, int(round((decode_from - start) * SAMPLE_RATE)))
+            last = int(round((until - start) * SAMPLE_RATE))
+            found, found_cost = self._decode_section(audio[first:last], decode_from, "")
             cost.add(found_cost)
-            filled.extend(found if found is not None and self._fills_gap(word, found) else [word])
+            if number + 1 < len(words):
+                # words squeezed into the end are the next word, clipped by the cut and
+                # misheard ("They were" -> "they are"): the gap is what comes before it
+                found = [w for w in found or [] if w.start < until - CLIPPED_WORD_SECONDS]
+            filled.extend(self._gap_words(word, found or []) or [word])
         return filled, cost
 
-    def _fills_gap(self, word: TimedWord, found: list[TimedWord]) -> bool:
-        """The decode alone starts with the long word and goes on with at least
-        ``long_word_new_words`` other words: a decode that starts elsewhere misheard
-        it, and one that only repeats it ("Consequently, consequently, ...") looped
-        on a pause."""
+    def _gap_words(self, word: TimedWord, found: list[TimedWord]) -> list[TimedWord] | None:
+        """The found words from the long word on, if the decode has the long word among
+        its first three words and goes on with at least ``long_word_new_words`` other
+        words after it: a decode without it misheard it, and one that only repeats it
+        ("Consequently, consequently, ...") looped on a pause."""
         said = normalized_word(word.text)
-        if not found or normalized_word(found[0].text) != said:
-            return False
-        return len({normalized_word(w.text) for w in found[1:]} - {said}) >= self.config.long_word_new_words
+        texts = [normalized_word(w.text) for w in found]
+        if said not in texts[:3]:
+            return None
+        at = texts.index(said)
+        if len(set(texts[at + 1 :]) - {said}) < self.config.long_word_new_words:
+            return None
+        # the decode may stretch the word over the gap as well: it ends where the next begins
+        return [replace(found[at], end=min(found[at].end, found[at + 1].start)), *found[at + 1 :]]
 
     def _skipped_speech(self, words: list[TimedWord] | None, streamed: list[TimedWord]) -> bool:
         """A second-pass section is not trusted when a guard rejected it, or when it
