@@ -346,6 +346,9 @@ def test_overlapping_turns_on_two_channels_show_both_voices(qtbot, window: MainW
     # the second voice arrives later, on channel 2, while the first was talking
     second = [TurnStarted(2, 1, "S2", 3.0), WordsCommitted(2, 1, (Word("wait", 3.1, 3.4),), 3.5)]
     outbox.put(second + [TurnEnded(2, 1, "S2", 3.0, 4.0)])
+    # then the newcomer goes on alone, still on channel 2
+    alone = [TurnStarted(3, 1, "S2", 6.0), WordsCommitted(3, 1, (Word("right", 6.1, 6.4),), 6.5)]
+    outbox.put(alone + [TurnEnded(3, 1, "S2", 6.0, 7.0)])
     window.poll()
     window.stop()
     _wait_done(qtbot, window)
@@ -356,6 +359,8 @@ def test_overlapping_turns_on_two_channels_show_both_voices(qtbot, window: MainW
     assert f"over {names['S2']}" in blocks[1].header.text()
     assert blocks[2].contentsMargins().left() == CHANNEL_INDENT
     assert blocks[1].contentsMargins().left() == 0
+    assert "ch 2" in blocks[3].header.text() and "over" not in blocks[3].header.text()
+    assert blocks[3].contentsMargins().left() == 0, "a turn over nobody is not set aside"
 
 
 def test_the_separator_setting_is_kept_and_reaches_the_engine_settings(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ A block shows the speaker's name in their colour, the ``<sot>`` marker with the
 start time when the turn opens, the committed words in normal text and the
 partial hypothesis in grey, and the ``<eot>`` marker with the end time once the
 turn has closed. While two people talk at once, the separator puts the second
-voice on channel 2: those blocks are indented and marked "ch 2", and a block
-that overlaps another speaker's turn in time says with whom ("over Anna"), so
-both voices read as what they were: said at the same time. The view follows
+voice on channel 2: those blocks are marked "ch 2", and a block that overlaps
+another speaker's turn in time says with whom ("over Anna"); a channel-2 block
+that overlaps is indented, so both voices read as what they were: said at the
+same time. The view follows
 the live edge unless the reader has scrolled back. It only renders the
 transcript that the workspace keeps.
 """
@@ -24,7 +25,7 @@ from transcriber.transcript.model import Turn
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 PARTIAL_COLOUR = "#8a8a8a"
 HIGHLIGHT = "#ffe066"
-CHANNEL_INDENT = 48  # pixels: channel 2's blocks stand to the right of channel 1's
+CHANNEL_INDENT = 48  # pixels: overlapping channel-2 blocks stand to the right of channel 1's
 
 
 def speaker_colour(speaker: str) -> str:
@@ -78,7 +79,9 @@ class TurnBlock(QFrame):
         self.footer.setText("" if is_open else f"<code>&lt;eot&gt;</code> {clock(turn.end)}")
         self.footer.setVisible(not is_open)
         self.setStyleSheet(f"TurnBlock {{ border-left: 4px solid {colour}; }}")
-        self.setContentsMargins(CHANNEL_INDENT * turn.channel, 0, 0, 0)
+        # only speech said over someone stands aside; after an overlap the newcomer's
+        # channel may carry the conversation on, and that reads as any other turn
+        self.setContentsMargins(CHANNEL_INDENT if turn.channel and over else 0, 0, 0, 0)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.edit_requested.emit(self.turn_id)
