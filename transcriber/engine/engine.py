@@ -127,6 +127,11 @@ class EngineConfig:
     split_search_words: int = 2
     pause_below_speech_db: float = 20.0
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
+    # the second pass's prompt is the last words of the same speaker, not of whoever
+    # spoke last: their own names and topic, where the turn before may be another
+    # person's "yeah". Measured (12 simulated 0L meetings): cpWER 10.0 -> 9.5 %; the
+    # pyannote sample and AMI excerpts unchanged
+    speaker_context: bool = True
     cost_interval: float = 1.0  # seconds of audio per cost sample
     transducer: TransducerConfig = field(default_factory=TransducerConfig)
 
@@ -199,6 +204,7 @@ class StreamingEngine:
         self.closed_turns: dict[int, _ClosedTurn] = {}  # by turn id, in the order they closed
         self.voice_changes: list[tuple[int, int]] = []  # (turn, next turn) split at a change of voice
         self.previous_text: list[str] = []
+        self.speaker_text: dict[str, list[str]] = {}  # each speaker's last words, for the second pass
         self.stage_seconds: dict[str, float] = {}
         self.stage_flops: dict[str, float] = {}
         self.cost_from = 0.0
@@ -386,6 +392,9 @@ class StreamingEngine:
         streamed = [w for turn in stretch.turns for w in turn.transducer.committed]
         owners = [index for index, turn in enumerate(stretch.turns) for _ in turn.transducer.committed]
         context = stretch.turns[0].transducer.context
+        if self.config.speaker_context:
+            said_before = self.speaker_text.get(stretch.turns[0].speaker or "", [])
+            context = " ".join(said_before[-self.config.context_words :])
         revised, cost = self.second_pass.revise(audio, start, streamed, context)
         self._charge_step(cost)
         spans = [(turn.start, turn.end or turn.start) for turn in stretch.turns]
@@ -398,6 +407,8 @@ class StreamingEngine:
                 events.append(TurnRevised(turn.turn_id, self.channel, self._words(words), self.time))
             if turn.turn_id in self.closed_turns:
                 self.closed_turns[turn.turn_id].words = list(turn.transducer.committed)
+            said = self.speaker_text.setdefault(turn.speaker or "", [])
+            said[:] = (said + [w.text for w in turn.transducer.committed])[-200:]
             events += self._discard_if_empty(turn)
         return events
 

@@ -51,6 +51,10 @@ class TransducerConfig:
     # a second-pass section with fewer words than this share of the streaming
     # words skipped speech: the streaming words stay
     revision_min_word_ratio: float = 0.6
+    # the second pass encodes Whisper's whole window (the audio, then silence), as
+    # Whisper was trained: a short turn alone in a short window is decoded worse.
+    # Measured (12 simulated 0L meetings): cpWER 10.0 -> 8.9 %, file RTF +0.02
+    revision_window_seconds: float = 30.0
     # a second-pass word that lasts longer than this (to the next word's start) is
     # decoded again alone: Whisper may have skipped speech there
     long_word_seconds: float = 1.5
@@ -404,7 +408,7 @@ class SecondPass:
 
     def _decode_section(self, audio: np.ndarray, start: float, context: str) -> tuple[list[TimedWord] | None, StepCost]:
         prompt = _prompt_tokens(self.recognizer, self.config, context)
-        result = self.recognizer.transcribe(audio, prompt=prompt)
+        result = self.recognizer.transcribe(audio, prompt=prompt, window_seconds=self.config.revision_window_seconds)
         cost = StepCost.of(result)
         if _rejected(result, self.config):
             return None, cost

@@ -176,8 +176,11 @@ class WhisperRecognizer:
 
     # -- the work ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        padded = np.concatenate([audio, np.zeros(int(self.pad_seconds * SAMPLE_RATE), dtype=np.float32)])
+    def encode(self, audio: np.ndarray, window_seconds: float = 0.0) -> torch.Tensor:
+        """The encoder's output for ``audio`` followed by ``pad_seconds`` of silence, or by
+        as much silence as fills ``window_seconds`` if that is more."""
+        silence = max(int(self.pad_seconds * SAMPLE_RATE), int(window_seconds * SAMPLE_RATE) - len(audio))
+        padded = np.concatenate([audio, np.zeros(silence, dtype=np.float32)])
         mel = log_mel_spectrogram(padded, self.model.dims.n_mels)
         frames = min(mel.shape[-1] - mel.shape[-1] % 2, 2 * self.model.dims.n_audio_ctx)
         return self.model.encoder(mel[None, :, :frames])
@@ -189,12 +192,14 @@ class WhisperRecognizer:
         prompt: list[int] | None = None,
         prefix: list[int] | None = None,
         with_words: bool = True,
+        window_seconds: float = 0.0,
     ) -> WindowResult:
         """Decode ``audio``; ``prompt`` is earlier text, given to the decoder as context;
-        ``prefix`` is text the window is known to start with: only what follows is returned."""
+        ``prefix`` is text the window is known to start with: only what follows is returned;
+        ``window_seconds``: encode at least this much (the audio, then silence)."""
         prefix = prefix or []
         started = time.perf_counter()
-        features = self.encode(audio)
+        features = self.encode(audio, window_seconds)
         encoded = time.perf_counter()
         positions = features.shape[1]
         result = self._greedy(features, prompt or [], prefix, audio_seconds=len(audio) / SAMPLE_RATE)
