@@ -173,6 +173,45 @@ def test_simulated_three_speaker_meeting(engine_factory) -> None:
 
 
 @needs_shared_data
+def test_two_voices_in_one_turn_are_split_in_their_pause(engine_factory) -> None:
+    """ "The contrary is true." and, after a pause too short for the VAD, another
+    speaker's "Chapter 35.": one turn, too short for the live check, and with no
+    other turn of either voice the resegmentation knows neither. The pause split
+    parts them (in 0S meetings such a turn gave its mixed voice to one speaker, who
+    then took over a third speaker's turns). One voice with pauses stays whole."""
+    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.evaluation.data import load_utterances
+
+    paths = {u.id: u.path for u in load_utterances()}
+    first, _ = sf.read(paths["5750-100289-0000"], dtype="float32")
+    second, _ = sf.read(paths["1246-124548-0000"], dtype="float32")
+
+    def piece(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+        return audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
+    def quiet(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+    files = TransducerConfig.for_files()
+    two = np.concatenate([quiet(0.5), piece(first, 0.3, 1.98), quiet(0.05), piece(second, 0.11, 1.48), quiet(0.5)])
+    events = run_engine(engine_factory(transducer=files), two)
+    assert len([e for e in events if isinstance(e, TurnEnded)]) == 1, "the VAD heard one turn"
+    turns = transcript_of(events).sorted_turns()
+    from transcriber.evaluation.metrics import normalize_text
+
+    texts = [normalize_text(t.text) for t in turns]
+    assert len(turns) == 2 and texts[0].endswith("true") and texts[1].startswith("chapter"), texts
+    assert turns[0].speaker != turns[1].speaker
+    unsplit = transcript_of(run_engine(engine_factory(transducer=files, pause_split=False), two))
+    assert len(unsplit.turns) == 1, "without the pause split it stays one turn"
+
+    one = np.concatenate([quiet(0.5), piece(second, 6.82, 14.19), quiet(0.5)])  # three sentences, two pauses
+    events = run_engine(engine_factory(transducer=files), one)
+    assert not any(isinstance(e, TurnSplit) for e in events)
+    assert len(transcript_of(events).speakers) == 1
+
+
+@needs_shared_data
 def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_path) -> None:
     """0S: people answer within 0.1-0.5 s, so several speakers share a VAD turn, and a
     1-2 s interjection is too short for the live change check; the end-of-stream

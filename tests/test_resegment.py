@@ -7,8 +7,10 @@ import numpy as np
 from transcriber.engine.resegment import (
     Loudness,
     VoiceWindows,
+    pauses,
     speaker_centroids,
     split_in_pause,
+    voice_change_in_pause,
     voice_pieces,
     word_voices,
 )
@@ -94,3 +96,30 @@ def test_a_split_moves_to_the_pause_between_two_voices() -> None:
     assert split_in_pause(words, 4, loudness, search=0, below_speech_db=20) == 4
     # another split's territory is out of bounds
     assert split_in_pause(words, 5, loudness, search=2, below_speech_db=20, bounds=(4, 5)) == 5
+
+
+def _loudness(*quiet: tuple[float, float], seconds: float = 6.0) -> Loudness:
+    """Speech at -20 dB, silence at -70 dB in the ``quiet`` spans."""
+    frames = np.arange(int(seconds / 0.02)) * 0.02
+    db = np.full(len(frames), -20.0)
+    for start, end in quiet:
+        db[(frames >= start) & (frames < end)] = -70.0
+    return Loudness(0.0, 0.02, db)
+
+
+def test_pauses_are_quiet_runs_inside_the_speech() -> None:
+    loudness = _loudness((0.0, 0.5), (2.0, 2.3), (3.0, 3.1), (5.5, 6.0))
+    found = pauses(loudness, below_speech_db=20.0, min_seconds=0.2)
+    # leading and trailing silence are no pause; 0.1 s is too short
+    assert [(round(a, 2), round(b, 2)) for a, b in found] == [(2.0, 2.3)]
+
+
+def test_a_pause_between_two_voices_is_found_and_one_voice_has_none() -> None:
+    times = np.arange(0.75, 6.0, 0.5)  # 1.5 s windows every 0.5 s over 6 s of turn
+    pause = (2.2, 2.5)
+    two_voices = VoiceWindows(times, np.stack([A if t < 2.4 else B for t in times]))
+    assert voice_change_in_pause(two_voices, [(1.0, 1.3), pause], half_window=0.75, threshold=0.5) == pause
+    one_voice = VoiceWindows(times, np.stack([A for _ in times]))
+    assert voice_change_in_pause(one_voice, [(1.0, 1.3), pause], half_window=0.75, threshold=0.5) is None
+    # a side without a window of its own (0.8 s of speech) cannot be told apart
+    assert voice_change_in_pause(two_voices, [(0.8, 1.0)], half_window=0.75, threshold=0.5) is None

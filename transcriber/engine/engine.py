@@ -57,9 +57,12 @@ from transcriber.engine.resegment import (
     Loudness,
     Piece,
     VoiceWindows,
+    pauses,
     speaker_centroids,
     split_in_pause,
+    voice_change_in_pause,
     voice_pieces,
+    windows_around,
     word_voices,
 )
 from transcriber.engine.speaker_encoder import SpeakerEncoder, windows_flops_per_second
@@ -126,6 +129,15 @@ class EngineConfig:
     # in frames pause_below_speech_db quieter than the turn's speech
     split_search_words: int = 2
     pause_below_speech_db: float = 20.0
+    # before the refinement, a finished turn is split in a pause of at least
+    # pause_split_seconds where the voice before and the voice after are less alike
+    # than pause_split_threshold (mean windows of each side, cosine similarity).
+    # Seen on 0S meetings: two voices 0.42-0.64, one voice 0.62-0.93 across a pause.
+    # 12 simulated 0S meetings: cpWER 14.1 -> 11.5 %, speakers counted right 83 -> 92 %
+    # (0.5: 11.8 %; pauses from 0.15 s: the same); 0L, pyannote, AMI unchanged
+    pause_split: bool = True
+    pause_split_seconds: float = 0.2
+    pause_split_threshold: float = 0.55
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
     # the second pass's prompt is the last words of the same speaker, not of whoever
     # spoke last: their own names and topic, where the turn before may be another
@@ -168,6 +180,7 @@ class _ClosedTurn:
     duration: float
     words: list[TimedWord]  # as the transcript has them: streaming, then second-pass words
     voice: VoiceWindows | None  # for the resegmentation
+    start: float
 
 
 class StreamingEngine:
@@ -339,6 +352,7 @@ class StreamingEngine:
             end - turn.start,
             list(turn.transducer.committed),
             self._voice_windows(turn.start, end) if self.config.resegment else None,
+            turn.start,
         )
         self.closed_turns[turn.turn_id] = closed
         if self.config.transducer.revise_turns:
@@ -548,6 +562,45 @@ class StreamingEngine:
         loudness = Loudness.of(audio, audio_start, SAMPLE_RATE)
         return VoiceWindows(times + audio_start, embeddings, loudness)
 
+    def _split_at_voice_change(self, closed: _ClosedTurn) -> list[Event]:
+        """Split a finished turn in a pause where the voice before it is unlike the voice
+        after it (two people with a short pause between them: too short for the VAD,
+        too early in the turn for the live check), then each side again. The sides
+        then go into the speaker refinement as turns of their own."""
+        config = self.config
+        voice = closed.voice
+        if voice is None or voice.loudness is None or len(closed.words) < 2:
+            return []
+        spans = pauses(voice.loudness, config.pause_below_speech_db, config.pause_split_seconds)
+        pause = voice_change_in_pause(voice, spans, config.voice_window / 2, config.pause_split_threshold)
+        if pause is None:
+            return []
+        at = (pause[0] + pause[1]) / 2
+        # by start, not middle: a word's end can stretch over the pause (starts are
+        # late by up to ~0.3 s, so one that starts before the pause was said before it)
+        keep = sum(1 for w in closed.words if w.start < at)
+        if keep == 0 or keep == len(closed.words):
+            return []
+        before, after = windows_around(voice, pause, config.voice_window / 2)
+        assert before is not None and after is not None
+        end = closed.start + closed.duration
+        moved = _ClosedTurn(
+            next(self.turn_ids), closed.speaker, after.embedding(), end - at, closed.words[keep:], after, at
+        )
+        closed.embedding, closed.duration, closed.words, closed.voice = (
+            before.embedding(),
+            at - closed.start,
+            closed.words[:keep],
+            before,
+        )
+        order = list(self.closed_turns.values())
+        order.insert(order.index(closed) + 1, moved)
+        self.closed_turns = {t.turn_id: t for t in order}
+        events: list[Event] = [
+            TurnSplit(closed.turn_id, self.channel, keep, round(at, 3), moved.turn_id, moved.speaker)
+        ]
+        return events + self._split_at_voice_change(closed) + self._split_at_voice_change(moved)
+
     def _resegment_turn(self, closed: _ClosedTurn, centroids: dict[str, np.ndarray]) -> list[Event]:
         """Split a finished turn where its words are in another known speaker's voice."""
         if closed.voice is None or len(closed.words) < 2:
@@ -644,6 +697,10 @@ def settle_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:
     turns where the words are in another known voice (see the module docstring)."""
     config = channels[0].config
     events: list[Event] = []
+    if config.pause_split:
+        for engine in channels:
+            for closed in list(engine.closed_turns.values()):
+                events += engine._split_at_voice_change(closed)
     if config.refine_speakers:
         events += _refine_speakers(channels)
     if config.resegment:

@@ -30,6 +30,14 @@ class VoiceWindows:
     embeddings: np.ndarray  # (n, d) L2-normalised rows
     loudness: Loudness | None = None  # to place a split in the pause between two voices
 
+    def subset(self, mask: np.ndarray) -> VoiceWindows | None:
+        return VoiceWindows(self.times[mask], self.embeddings[mask], self.loudness) if mask.any() else None
+
+    def embedding(self) -> np.ndarray:
+        """The mean of the windows, unit length."""
+        mean = self.embeddings.mean(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
 
 @dataclass(frozen=True)
 class Loudness:
@@ -157,3 +165,50 @@ def split_in_pause(
     candidates = range(max(low, index - search), min(high, index + search) + 1)
     best = max(candidates, key=lambda k: (round(pause_before(k), 2), k == index))
     return best if pause_before(best) > pause_before(index) else index
+
+
+def pauses(loudness: Loudness, below_speech_db: float, min_seconds: float) -> list[tuple[float, float]]:
+    """Runs of at least ``min_seconds`` of frames ``below_speech_db`` quieter than the
+    turn's speech, between its first and its last loud frame: (start, end) in seconds."""
+    quiet = loudness.db < loudness.speech_db() - below_speech_db
+    loud = np.flatnonzero(~quiet)
+    if len(loud) == 0:
+        return []
+    found = []
+    run_start = None
+    for frame in range(int(loud[0]), int(loud[-1]) + 1):
+        if quiet[frame] and run_start is None:
+            run_start = frame
+        elif not quiet[frame] and run_start is not None:
+            if (frame - run_start) * loudness.frame_seconds >= min_seconds:
+                seconds = loudness.frame_seconds
+                found.append((loudness.start + run_start * seconds, loudness.start + frame * seconds))
+            run_start = None
+    return found
+
+
+def voice_change_in_pause(
+    windows: VoiceWindows, pause_spans: Sequence[tuple[float, float]], half_window: float, threshold: float
+) -> tuple[float, float] | None:
+    """The pause where the voice before and the voice after are least alike, if their
+    similarity is below ``threshold``; None if no pause parts two voices. Each side
+    is the mean of the windows that hold none of the other side's speech (a window
+    may reach into the pause), so a side needs about a window's length of speech."""
+    best: tuple[float, tuple[float, float]] | None = None
+    for pause in pause_spans:
+        before, after = windows_around(windows, pause, half_window)
+        if before is None or after is None:
+            continue
+        similarity = float(before.embedding() @ after.embedding())
+        if best is None or similarity < best[0]:
+            best = (similarity, pause)
+    return best[1] if best is not None and best[0] < threshold else None
+
+
+def windows_around(
+    windows: VoiceWindows, pause: tuple[float, float], half_window: float
+) -> tuple[VoiceWindows | None, VoiceWindows | None]:
+    """The windows before the pause and those after it (None for a side without any)."""
+    before = windows.times + half_window <= pause[1] + 0.05
+    after = windows.times - half_window >= pause[0] - 0.05
+    return windows.subset(before), windows.subset(after)
