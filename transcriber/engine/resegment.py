@@ -7,7 +7,10 @@ than about two seconds. Once the stream is over, every speaker's voice is known:
 each turn's sliding windows (1.5 s every 0.5 s, embedded in one batch when the
 turn closed) are compared with the speakers' centroids, each word takes the
 voice of the window nearest to it, and runs of words in another speaker's voice
-become turns of their own.
+become turns of their own. Before that, while no voice is known yet, a turn is
+split in a pause where the windows before it and after it are unlike
+(``voice_change_in_pause``): two new voices sharing one turn would otherwise
+cluster as one.
 """
 
 from __future__ import annotations

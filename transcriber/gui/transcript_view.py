@@ -7,9 +7,8 @@ turn has closed. While two people talk at once, the separator puts the second
 voice on channel 2: those blocks are marked "ch 2", and a block that overlaps
 another speaker's turn in time says with whom ("over Anna"); a channel-2 block
 that overlaps is indented, so both voices read as what they were: said at the
-same time. The view follows
-the live edge unless the reader has scrolled back. It only renders the
-transcript that the workspace keeps.
+same time. The view follows the live edge unless the reader has scrolled back.
+It only renders the transcript that the workspace keeps.
 """
 
 from __future__ import annotations
