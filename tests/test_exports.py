@@ -393,6 +393,28 @@ def test_builder_splits_a_turn_in_two_voices() -> None:
     ]
 
 
+def test_a_split_keeps_every_turn_in_time_order() -> None:
+    """Split times come from word times, which can be out of order: a second split of
+    the same turn at 1.0 s, before the first one's 1.2 s, must not leave the piece in
+    between ending before it starts (meeteval rejects such a segment)."""
+    builder = TranscriptBuilder()
+    words = (Word("Yes.", 0.5, 0.8), Word("No,", 1.6, 1.9), Word("never.", 0.9, 2.4), Word("Fine.", 3.0, 3.3))
+    builder.apply_all(
+        [
+            TurnStarted(turn_id=1, channel=0, speaker="S1", start=0.4),
+            WordsCommitted(turn_id=1, channel=0, words=words, audio_time=3.5),
+            TurnEnded(turn_id=1, channel=0, speaker="S1", start=0.4, end=3.5),
+            TurnSplit(turn_id=1, channel=0, keep_words=1, at=1.2, new_turn_id=5, speaker="S2"),
+            TurnSplit(turn_id=5, channel=0, keep_words=1, at=1.0, new_turn_id=6, speaker="S1"),
+            TurnSplit(turn_id=6, channel=0, keep_words=1, at=9.0, new_turn_id=7, speaker="S3"),
+        ]
+    )
+    turns = builder.transcript.sorted_turns()
+    assert all(t.start <= t.end for t in turns), [(t.turn_id, t.start, t.end) for t in turns]
+    assert [t.text for t in sorted(turns, key=lambda t: t.turn_id)] == ["Yes.", "No,", "never.", "Fine."]
+    assert builder.transcript.turn(7).end == 3.5
+
+
 def test_builder_drops_a_discarded_turn() -> None:
     builder = TranscriptBuilder()
     builder.apply_all(

@@ -120,12 +120,14 @@ class EngineConfig:
     # end-of-stream resegmentation (see resegment.py): each closed turn is embedded in
     # windows of voice_window seconds every voice_hop seconds; a word goes to another
     # speaker when that one is resegment_margin more similar than the turn's own, and
-    # only runs of at least min_split_words such words become turns
+    # only runs of at least min_split_words such words become turns (1: a single word
+    # too, as the next speaker's first word left at the end of a turn; 12 simulated 0S
+    # meetings: cpWER 11.7 -> 11.3 % against 2; 0L and the pyannote sample unchanged)
     resegment: bool = True
     voice_window: float = 1.5
     voice_hop: float = 0.5
     resegment_margin: float = 0.05
-    min_split_words: int = 2
+    min_split_words: int = 1
     # a split moves by up to split_search_words words to the longest pause, counted
     # in frames pause_below_speech_db quieter than the turn's speech
     split_search_words: int = 2
@@ -614,9 +616,13 @@ class StreamingEngine:
             events.append(SpeakerRelabelled(closed.turn_id, self.channel, closed.speaker, pieces[0].speaker))
             closed.speaker = pieces[0].speaker
         turn_id = closed.turn_id
+        last_at = closed.start
         for before, piece in zip(pieces, pieces[1:], strict=False):
             new_turn_id = next(self.turn_ids)
-            at = _boundary(before.words[-1], piece.words[0])
+            # word times need not be in order: each piece starts after the one before
+            at = last_at = min(
+                max(_boundary(before.words[-1], piece.words[0]), last_at), closed.start + closed.duration
+            )
             events.append(TurnSplit(turn_id, self.channel, len(before.words), round(at, 3), new_turn_id, piece.speaker))
             turn_id = new_turn_id
         return events

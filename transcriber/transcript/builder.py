@@ -227,13 +227,17 @@ class TranscriptBuilder:
         turn = self._turns.get(event.turn_id)
         if turn is None:
             return
-        moved = self._get_or_create(event.new_turn_id, event.channel, event.at)
+        # the split time comes from word times, which can stray outside the turn (a
+        # second split of the same stretch may even come before the first): inside
+        # the turn, both pieces keep start <= end
+        at = min(max(event.at, turn.start), max(turn.end, turn.start))
+        moved = self._get_or_create(event.new_turn_id, event.channel, at)
         moved.speaker = self.transcript.resolve(event.speaker)
-        moved.start = event.at
-        moved.end = max(turn.end, event.at)
+        moved.start = at
+        moved.end = max(turn.end, at)
         moved.words = turn.words[event.keep_words :] + moved.words
         turn.words = turn.words[: event.keep_words]
-        turn.end = min(turn.end, event.at)
+        turn.end = at
 
     def _on_discarded(self, event: TurnDiscarded) -> None:
         turn = self._turns.pop(event.turn_id, None)
