@@ -12,9 +12,10 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   each turn is first split in a pause where the voice before and after it
   differ (``pause_split``), then all turn embeddings are clustered again (the
   two sides of a live split never share a speaker; a speaker heard only briefly
-  joins the closest) and changed labels are emitted; then each turn's words are checked against every speaker's voice
-  in 1.5 s windows, and runs of words in another known voice are split off into
-  turns of their own (``TurnSplit``: interjections too short for the live check).
+  joins the closest) and changed labels are emitted; then each turn's words are
+  checked against every speaker's voice in 1.5 s windows, and runs of words in
+  another known voice are split off into turns of their own (``TurnSplit``:
+  interjections too short for the live check).
 * separator (separator.py, optional): routes the stream into up to two
   channels where voices overlap, each channel an engine of this class; alone,
   this engine is channel 0. Events carry their channel.
@@ -184,6 +185,10 @@ class _ClosedTurn:
     words: list[TimedWord]  # as the transcript has them: streaming, then second-pass words
     voice: VoiceWindows | None  # for the resegmentation
     start: float
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
 
 
 class StreamingEngine:
@@ -586,9 +591,8 @@ class StreamingEngine:
             return []
         before, after = windows_around(voice, pause, config.voice_window / 2)
         assert before is not None and after is not None
-        end = closed.start + closed.duration
         moved = _ClosedTurn(
-            next(self.turn_ids), closed.speaker, after.embedding(), end - at, closed.words[keep:], after, at
+            next(self.turn_ids), closed.speaker, after.embedding(), closed.end - at, closed.words[keep:], after, at
         )
         closed.embedding, closed.duration, closed.words, closed.voice = (
             before.embedding(),
@@ -620,9 +624,7 @@ class StreamingEngine:
         for before, piece in zip(pieces, pieces[1:], strict=False):
             new_turn_id = next(self.turn_ids)
             # word times need not be in order: each piece starts after the one before
-            at = last_at = min(
-                max(_boundary(before.words[-1], piece.words[0]), last_at), closed.start + closed.duration
-            )
+            at = last_at = min(max(_boundary(before.words[-1], piece.words[0]), last_at), closed.end)
             events.append(TurnSplit(turn_id, self.channel, len(before.words), round(at, 3), new_turn_id, piece.speaker))
             turn_id = new_turn_id
         return events
