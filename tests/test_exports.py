@@ -14,6 +14,7 @@ from transcriber.engine.events import (
     CostSample,
     PartialText,
     SpeakerRelabelled,
+    TurnBoundaryMoved,
     TurnDiscarded,
     TurnEnded,
     TurnSplit,
@@ -413,6 +414,30 @@ def test_a_split_keeps_every_turn_in_time_order() -> None:
     assert all(t.start <= t.end for t in turns), [(t.turn_id, t.start, t.end) for t in turns]
     assert [t.text for t in sorted(turns, key=lambda t: t.turn_id)] == ["Yes.", "No,", "never.", "Fine."]
     assert builder.transcript.turn(7).end == 3.5
+
+
+def test_a_moved_boundary_gives_words_to_the_other_turn() -> None:
+    builder = TranscriptBuilder()
+    first = (Word("Yes,", 0.5, 0.8), Word("fine.", 0.9, 1.5), Word("The", 1.5, 1.6))
+    second = (Word("wind", 1.7, 2.0), Word("blew.", 2.0, 2.4))
+    builder.apply_all(
+        [
+            TurnStarted(turn_id=1, channel=0, speaker="S1", start=0.4),
+            WordsCommitted(turn_id=1, channel=0, words=first, audio_time=1.6),
+            TurnEnded(turn_id=1, channel=0, speaker="S1", start=0.4, end=1.6),
+            TurnStarted(turn_id=2, channel=0, speaker="S2", start=1.6),
+            WordsCommitted(turn_id=2, channel=0, words=second, audio_time=2.5),
+            TurnEnded(turn_id=2, channel=0, speaker="S2", start=1.6, end=2.5),
+            TurnBoundaryMoved(turn_id=1, next_turn_id=2, channel=0, at=1.3, keep_words=2),
+        ]
+    )
+    assert [(t.speaker, t.start, t.end, t.text) for t in builder.transcript.sorted_turns()] == [
+        ("S1", 0.4, 1.3, "Yes, fine."),
+        ("S2", 1.3, 2.5, "The wind blew."),
+    ]
+    # and back: the next turn's first word goes to the turn before
+    builder.apply(TurnBoundaryMoved(turn_id=1, next_turn_id=2, channel=0, at=1.65, keep_words=3))
+    assert [t.text for t in builder.transcript.sorted_turns()] == ["Yes, fine. The", "wind blew."]
 
 
 def test_builder_drops_a_discarded_turn() -> None:

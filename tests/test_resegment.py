@@ -7,6 +7,7 @@ import numpy as np
 from transcriber.engine.resegment import (
     Loudness,
     VoiceWindows,
+    pause_near,
     pauses,
     speaker_centroids,
     split_in_pause,
@@ -123,3 +124,24 @@ def test_a_pause_between_two_voices_is_found_and_one_voice_has_none() -> None:
     assert voice_change_in_pause(one_voice, [(1.0, 1.3), pause], half_window=0.75, threshold=0.5) is None
     # a side without a window of its own (0.8 s of speech) cannot be told apart
     assert voice_change_in_pause(two_voices, [(0.8, 1.0)], half_window=0.75, threshold=0.5) is None
+
+
+def test_a_late_change_moves_to_the_nearest_pause_before_it() -> None:
+    spans = [(1.0, 1.4), (2.5, 2.7), (3.4, 3.6)]
+    # the nearest before, not the longest (a comma can pause longer than a change)
+    assert pause_near(spans, 3.0, seconds_before=1.0, seconds_after=0.1) == (2.5, 2.7)
+    assert pause_near(spans, 2.6, seconds_before=1.0, seconds_after=0.1) == (2.5, 2.7)  # already in one
+    # a change is seldom early: a pause well after it is not taken
+    assert pause_near(spans, 3.2, seconds_before=0.3, seconds_after=0.1) is None
+    assert pause_near(spans, 3.35, seconds_before=0.3, seconds_after=0.1) == (3.4, 3.6)
+    assert pause_near([], 3.0, seconds_before=1.0, seconds_after=0.1) is None
+
+
+def test_two_touching_turns_share_one_loudness() -> None:
+    first, second = _loudness(seconds=2.0), _loudness((0.0, 0.2), seconds=1.0)
+    joined = first.followed_by(Loudness(2.0, 0.02, second.db))
+    assert abs(joined.end - 3.0) < 1e-9
+    assert [(round(a, 2), round(b, 2)) for a, b in pauses(joined, 20.0, 0.1)] == [(2.0, 2.2)]
+    # a gap between them is silence
+    apart = first.followed_by(Loudness(2.3, 0.02, _loudness(seconds=1.0).db))
+    assert [(round(a, 2), round(b, 2)) for a, b in pauses(apart, 20.0, 0.1)] == [(2.0, 2.3)]

@@ -42,7 +42,8 @@ def test_words_follow_their_streaming_turn_despite_late_timings() -> None:
     first, second = share_among_turns(revised, streamed, owners, [(3.0, 5.7), (6.0, 7.0)])
     assert [w.text for w in first] == ["next", "month."]
     assert [w.text for w in second] == ["Thanks,", "Daniel."]
-    assert first[1].start == streamed[1].start, "aligned words keep the streaming times"
+    assert first[1].start == streamed[1].start, "a word timed outside its turn takes the streaming times"
+    assert first[0].start == revised[0].start, "a word timed inside its turn keeps the second pass's times"
 
 
 def test_new_words_go_by_time_between_turns() -> None:

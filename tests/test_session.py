@@ -20,6 +20,7 @@ from transcriber.audio.replay import ReplaySource
 from transcriber.engine.events import (
     CostSample,
     SpeakerRelabelled,
+    TurnBoundaryMoved,
     TurnEnded,
     TurnRevised,
     TurnSplit,
@@ -68,6 +69,7 @@ def test_journal_replays_events_and_edits(tmp_path: Path) -> None:
         TurnEnded(2, 0, "S2", 2.0, 3.5),
         TurnRevised(1, 0, (Word("Hello", 0.6, 0.9), Word("there!", 1.0, 1.3)), 4.0),
         TurnSplit(2, 0, 1, 2.8, 3, "S3"),
+        TurnBoundaryMoved(1, 2, 0, 1.7, 1),
         SpeakerRelabelled(3, 0, "S3", "S1"),
         CostSample(0, 0.0, 4.0, {"encoder": 0.1}, {"encoder": 1e9}, 0.0, 1.0),
         SpeakerRenamed("S1", "Ada"),
@@ -87,8 +89,8 @@ def test_journal_replays_events_and_edits(tmp_path: Path) -> None:
     transcript = replay(tmp_path / "journal.jsonl")
     assert transcript.to_dict() == expected.transcript.to_dict()
     assert [(t.turn_id, t.speaker, t.text) for t in transcript.sorted_turns()] == [
-        (1, "S1", "Hello there!"),
-        (2, "S1", "Yes."),
+        (1, "S1", "Hello"),
+        (2, "S1", "there! Yes."),
         (3, "S1", "No!"),
         (4, "S1", ""),
     ]

@@ -47,6 +47,7 @@ from transcriber.engine.events import (
     Event,
     PartialText,
     SpeakerRelabelled,
+    TurnBoundaryMoved,
     TurnDiscarded,
     TurnEnded,
     TurnRevised,
@@ -59,6 +60,7 @@ from transcriber.engine.resegment import (
     Loudness,
     Piece,
     VoiceWindows,
+    pause_near,
     pauses,
     speaker_centroids,
     split_in_pause,
@@ -77,6 +79,8 @@ from transcriber.whisper.loading import DEFAULT_MODEL
 from transcriber.whisper.recognizer import load_recognizer
 
 SAMPLE_RATE = 16000
+# turns this close were one VAD turn, split at a change of voice
+TOUCHING_SECONDS = 0.1
 
 
 @dataclass
@@ -142,6 +146,14 @@ class EngineConfig:
     pause_split: bool = True
     pause_split_seconds: float = 0.2
     pause_split_threshold: float = 0.55
+    # after the refinement, the change between two touching turns of different
+    # speakers (a live split: placed after the words already committed, so a word or
+    # two late, hardly ever early) moves to the nearest pause (at least
+    # boundary_pause_seconds) up to boundary_seconds_before it or _after it
+    move_boundaries: bool = True
+    boundary_seconds_before: float = 1.0
+    boundary_seconds_after: float = 0.1
+    boundary_pause_seconds: float = 0.1
     context_words: int = 40  # words of the previous turn given to the decoder as prompt
     # the second pass's prompt is the last words of the same speaker, not of whoever
     # spoke last: their own names and topic, where the turn before may be another
@@ -608,6 +620,40 @@ class StreamingEngine:
         ]
         return events + self._split_at_voice_change(closed) + self._split_at_voice_change(moved)
 
+    def _move_boundaries_to_pauses(self) -> list[Event]:
+        """Put each change between touching turns of two speakers in the pause between
+        their voices, and give the words on the wrong side of it to the other turn.
+        A word that starts in the pause was said after it: word times stretch over
+        pauses, the end of the word before and the start of the word after."""
+        config = self.config
+        events: list[Event] = []
+        turns = sorted(self.closed_turns.values(), key=lambda t: t.start)
+        for first, second in itertools.pairwise(turns):
+            if first.speaker == second.speaker or second.start - first.end > TOUCHING_SECONDS:
+                continue
+            if first.voice is None or first.voice.loudness is None:
+                continue
+            if second.voice is None or second.voice.loudness is None:
+                continue
+            loudness = first.voice.loudness.followed_by(second.voice.loudness)
+            spans = pauses(loudness, config.pause_below_speech_db, config.boundary_pause_seconds)
+            pause = pause_near(spans, first.end, config.boundary_seconds_before, config.boundary_seconds_after)
+            if pause is None:
+                continue
+            at = (pause[0] + pause[1]) / 2
+            words = first.words + second.words
+            # a word's start is a few frames loose; the turn it was in decides within that
+            keep = sum(1 for w in first.words if w.start < pause[0] + 0.05)
+            keep += sum(1 for w in second.words if w.start < pause[0] - 0.05)
+            if keep == 0 or keep == len(words) or abs(at - first.end) < 0.01:
+                continue
+            end = second.end
+            first.words, second.words = words[:keep], words[keep:]
+            first.duration = at - first.start
+            second.start, second.duration = at, end - at
+            events.append(TurnBoundaryMoved(first.turn_id, second.turn_id, self.channel, round(at, 3), keep))
+        return events
+
     def _resegment_turn(self, closed: _ClosedTurn, centroids: dict[str, np.ndarray]) -> list[Event]:
         """Split a finished turn where its words are in another known speaker's voice."""
         if closed.voice is None or len(closed.words) < 2:
@@ -712,6 +758,9 @@ def settle_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:
                 events += engine._split_at_voice_change(closed)
     if config.refine_speakers:
         events += _refine_speakers(channels)
+    if config.move_boundaries:
+        for engine in channels:
+            events += engine._move_boundaries_to_pauses()
     if config.resegment:
         started = time.perf_counter()
         turns = [(engine, closed) for engine in channels for closed in engine.closed_turns.values()]
@@ -793,7 +842,10 @@ def share_among_turns(
     Word timings from a long window drift by a few tenths of a second, enough to push
     a turn's last word into the next turn. So the second-pass words are aligned by
     text with the streaming words, whose turns are known (``owners``: a turn index
-    per streaming word), and take their turn and their times. Words the streaming
+    per streaming word), and take their turn. They keep their own times, which come
+    from a decode of the whole stretch (the streaming pass times a word it first
+    heard at the end of a short window loosely: "Chapter" over 1.8 s, from before the
+    pause that preceded it), unless those fall outside their turn. Words the streaming
     pass did not have go by time: to the turn whose span (``spans``), halfway
     into the gaps, holds their middle, if both aligned neighbours do not agree.
     """
@@ -804,9 +856,10 @@ def share_among_turns(
     )
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
-            old = streamed[block.a + k]
-            turn_of[block.b + k] = owners[block.a + k]
-            timed[block.b + k] = replace(revised[block.b + k], start=old.start, end=old.end)
+            old, new = streamed[block.a + k], revised[block.b + k]
+            owner = turn_of[block.b + k] = owners[block.a + k]
+            if not spans[owner][0] <= new.start <= new.end <= spans[owner][1]:
+                timed[block.b + k] = replace(new, start=old.start, end=old.end)
     boundaries = [(spans[i][1] + spans[i + 1][0]) / 2 for i in range(len(spans) - 1)]
     for j, word in enumerate(revised):
         if turn_of[j] is not None:

@@ -100,6 +100,21 @@ class TurnSplit:
 
 
 @dataclass(frozen=True)
+class TurnBoundaryMoved:
+    """The change from a turn to the next one of the same channel (no pause between
+    them: a live change of voice, found a word or two late) moves to ``at``, the pause
+    between the two voices. Of the two turns' words together, in order, the first
+    turn keeps ``keep_words`` and the next turn takes the rest. Sent at the end of
+    the stream, after both turns' ``TurnEnded`` and any ``TurnRevised``."""
+
+    turn_id: int
+    next_turn_id: int
+    channel: int
+    at: float
+    keep_words: int
+
+
+@dataclass(frozen=True)
 class CostSample:
     """What recognition cost for one stretch of audio.
 
@@ -133,5 +148,6 @@ Event = (
     | TurnDiscarded
     | SpeakerRelabelled
     | TurnSplit
+    | TurnBoundaryMoved
     | CostSample
 )

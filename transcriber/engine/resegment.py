@@ -67,6 +67,15 @@ class Loudness:
             longest = max(longest, run)
         return longest * self.frame_seconds
 
+    @property
+    def end(self) -> float:
+        return self.start + len(self.db) * self.frame_seconds
+
+    def followed_by(self, later: Loudness) -> Loudness:
+        """These frames and a later turn's as one run (a gap between them is silent)."""
+        gap = max(0, int(round((later.start - self.end) / self.frame_seconds)))
+        return Loudness(self.start, self.frame_seconds, np.concatenate([self.db, np.full(gap, -100.0), later.db]))
+
     def speech_db(self) -> float:
         """The turn's speech level: loud frames, not the pauses between them."""
         return float(np.percentile(self.db, 80)) if len(self.db) else -100.0
@@ -215,3 +224,15 @@ def windows_around(
     before = windows.times + half_window <= pause[1] + 0.05
     after = windows.times - half_window >= pause[0] - 0.05
     return windows.subset(before), windows.subset(after)
+
+
+def pause_near(
+    pause_spans: Sequence[tuple[float, float]], at: float, seconds_before: float, seconds_after: float
+) -> tuple[float, float] | None:
+    """The pause a change of voice placed at ``at`` most likely happened in: the
+    nearest one that ends at most ``seconds_before`` before it or starts at most
+    ``seconds_after`` after it (None: no pause there). Not the longest: a comma
+    inside a sentence can pause longer than two people do."""
+    distance = {p: max(p[0] - at, at - p[1], 0.0) for p in pause_spans}
+    near = [p for p in pause_spans if at - seconds_before <= p[1] and p[0] <= at + seconds_after]
+    return min(near, key=distance.__getitem__, default=None)

@@ -35,7 +35,7 @@ from transcriber.audio.capture import CaptureError, input_devices
 from transcriber.audio.decode import AudioDecodeError, load_audio
 from transcriber.audio.recorder import RecordingError
 from transcriber.audio.replay import ReplaySource
-from transcriber.engine.events import CostSample, SpeakerRelabelled, TurnDiscarded, TurnSplit
+from transcriber.engine.events import CostSample, SpeakerRelabelled, TurnBoundaryMoved, TurnDiscarded, TurnSplit
 from transcriber.gui.cost_meter import CostMeter
 from transcriber.gui.dialogs import SessionsDialog, SettingsDialog, speaker_choices
 from transcriber.gui.settings import AppSettings
@@ -314,7 +314,7 @@ class MainWindow(QMainWindow):
                 self.show_problem(item.message)
             elif isinstance(item, Finished):
                 self._finished(item)
-            elif isinstance(item, TurnSplit | TurnDiscarded | SpeakerRelabelled):
+            elif isinstance(item, TurnSplit | TurnBoundaryMoved | TurnDiscarded | SpeakerRelabelled):
                 full = True
             elif hasattr(item, "turn_id"):
                 touched.add(item.turn_id)

@@ -16,6 +16,7 @@ from transcriber.engine.events import (
     Event,
     PartialText,
     SpeakerRelabelled,
+    TurnBoundaryMoved,
     TurnDiscarded,
     TurnEnded,
     TurnRevised,
@@ -161,6 +162,8 @@ class TranscriptBuilder:
                 self._on_relabel(event)
             case TurnSplit():
                 self._on_split(event)
+            case TurnBoundaryMoved():
+                self._on_boundary_moved(event)
             case TurnDiscarded():
                 self._on_discarded(event)
             case CostSample():
@@ -238,6 +241,17 @@ class TranscriptBuilder:
         moved.words = turn.words[event.keep_words :] + moved.words
         turn.words = turn.words[: event.keep_words]
         turn.end = at
+
+    def _on_boundary_moved(self, event: TurnBoundaryMoved) -> None:
+        first, second = self._turns.get(event.turn_id), self._turns.get(event.next_turn_id)
+        if first is None or second is None:
+            return
+        at = min(max(event.at, first.start), max(second.end, first.start))
+        words = first.words + second.words
+        first.words, second.words = words[: event.keep_words], words[event.keep_words :]
+        first.end = at
+        second.start = at
+        second.end = max(second.end, at)
 
     def _on_discarded(self, event: TurnDiscarded) -> None:
         turn = self._turns.pop(event.turn_id, None)

@@ -56,6 +56,7 @@ _EVENT_TYPES: dict[str, type] = {
         engine_events.TurnDiscarded,
         engine_events.SpeakerRelabelled,
         engine_events.TurnSplit,
+        engine_events.TurnBoundaryMoved,
         engine_events.CostSample,
     )
 }
