@@ -9,6 +9,7 @@ from transcriber.engine.resegment import (
     VoiceWindows,
     pause_near,
     pauses,
+    said_before,
     speaker_centroids,
     split_in_pause,
     voice_change_in_pause,
@@ -145,3 +146,15 @@ def test_two_touching_turns_share_one_loudness() -> None:
     # a gap between them is silence
     apart = first.followed_by(Loudness(2.3, 0.02, _loudness(seconds=1.0).db))
     assert [(round(a, 2), round(b, 2)) for a, b in pauses(apart, 20.0, 0.1)] == [(2.0, 2.3)]
+
+
+def test_a_word_that_starts_in_the_pause_was_said_after_it() -> None:
+    # alignment stretched "Chapter" back over the pause before it (1.67-1.89 s)
+    words = [
+        TimedWord("Chapter", 0.25, 0.95, 0.9),
+        TimedWord("27", 0.95, 1.75, 0.9),
+        TimedWord("Chapter", 1.75, 2.4, 0.9),
+    ]
+    assert said_before(words, (1.67, 1.89)) == 2
+    assert said_before(words, (1.72, 1.89)) == 3  # within the slack: before
+    assert said_before(words, (1.72, 1.89), slack=-0.05) == 2

@@ -23,6 +23,8 @@ import numpy as np
 from transcriber.whisper.decoding import TimedWord
 
 PAUSE_LOOKBACK_SECONDS = 0.5
+# word starts are this loose around a pause
+WORD_START_SLACK_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -236,3 +238,10 @@ def pause_near(
     distance = {p: max(p[0] - at, at - p[1], 0.0) for p in pause_spans}
     near = [p for p in pause_spans if at - seconds_before <= p[1] and p[0] <= at + seconds_after]
     return min(near, key=distance.__getitem__, default=None)
+
+
+def said_before(words: Sequence[TimedWord], pause: tuple[float, float], slack: float = WORD_START_SLACK_SECONDS) -> int:
+    """How many of ``words`` were said before ``pause``: those that start before it. A
+    word that starts in the pause was said after it: alignment stretches words over
+    a pause, the end of the word before it and the start of the word after it."""
+    return sum(1 for w in words if w.start < pause[0] + slack)
