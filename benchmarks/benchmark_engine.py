@@ -223,14 +223,16 @@ class FasterWhisperSystem:
 class TranscriberSystem:
     """The engine; with ``separator`` (SeparatorConfig fields) the two-channel one."""
 
-    def __init__(self, model: str, separator: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: str, separator: dict[str, Any] | None = None, options: dict[str, Any] | None = None
+    ) -> None:
         from transcriber.api import transcribe_file
         from transcriber.engine.separator import SeparatorConfig, create_engine
 
         self.model_name = model
         self.transcribe_file = transcribe_file
         config = None if separator is None else SeparatorConfig(**separator)
-        self.engine = create_engine(model=model, separator=config)
+        self.engine = create_engine(model=model, separator=config, **(options or {}))
 
     def _fresh(self, for_files: bool) -> Any:
         """Files are fed as fast as the CPU allows with the file configuration; live
@@ -409,7 +411,7 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
         system: Any = FasterWhisperSystem(job["model"])
     else:
         separator = job["separator"] if system_name == "separator" else None
-        system = TranscriberSystem(job["model"], separator)
+        system = TranscriberSystem(job["model"], separator, job.get("engine"))
     load_s = time.perf_counter() - started
     tallies: dict[str, Tally] = {}  # by subset, in the order of the items
     outputs = [system.run(item) for item in items]
@@ -563,6 +565,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--separator-config", default="{}", help="SeparatorConfig fields as JSON, for the separator system"
     )
+    parser.add_argument(
+        "--engine-config",
+        default="{}",
+        help="EngineConfig fields as JSON (for example '{\"speaker_context\": false}'), for both engine systems",
+    )
     parser.add_argument("--block-s", type=float, default=0.25, help="block size of the live replay, seconds")
     parser.add_argument("--no-latency", action="store_true", help="skip the live replays of the meetings")
     parser.add_argument(
@@ -612,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         job = {
             "model": args.model,
             "separator": json.loads(args.separator_config),
+            "engine": json.loads(args.engine_config),
             "block_s": args.block_s,
             "latency": not args.no_latency,
             "items": [item.__dict__ for item in items],
