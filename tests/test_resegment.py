@@ -158,3 +158,15 @@ def test_a_word_that_starts_in_the_pause_was_said_after_it() -> None:
     assert said_before(words, (1.67, 1.89)) == 2
     assert said_before(words, (1.72, 1.89)) == 3  # within the slack: before
     assert said_before(words, (1.72, 1.89), slack=-0.05) == 2
+
+
+def test_long_sides_need_to_be_more_alike_to_stay_one_voice() -> None:
+    times = np.arange(0.75, 9.0, 0.5)  # 9 s of turn, a pause at 4.2-4.5 s
+    similar = _unit(1.0, 1.2, 0.0)  # 0.71 alike with A: a similar voice
+    windows = VoiceWindows(times, np.stack([A if t < 4.3 else similar for t in times]))
+    pause = (4.2, 4.5)
+    assert voice_change_in_pause(windows, [pause], half_window=0.75, threshold=0.55) is None
+    assert voice_change_in_pause(windows, [pause], 0.75, 0.55, long_threshold=0.8, long_windows=5) == pause
+    # short sides keep the strict threshold
+    short = VoiceWindows(times[:7], windows.embeddings[:7])
+    assert voice_change_in_pause(short, [(2.2, 2.5)], 0.75, 0.55, long_threshold=0.8, long_windows=5) is None

@@ -202,21 +202,32 @@ def pauses(loudness: Loudness, below_speech_db: float, min_seconds: float) -> li
 
 
 def voice_change_in_pause(
-    windows: VoiceWindows, pause_spans: Sequence[tuple[float, float]], half_window: float, threshold: float
+    windows: VoiceWindows,
+    pause_spans: Sequence[tuple[float, float]],
+    half_window: float,
+    threshold: float,
+    long_threshold: float | None = None,
+    long_windows: int = 5,
 ) -> tuple[float, float] | None:
-    """The pause where the voice before and the voice after are least alike, if their
-    similarity is below ``threshold``; None if no pause parts two voices. Each side
-    is the mean of the windows that hold none of the other side's speech (a window
-    may reach into the pause), so a side needs about a window's length of speech."""
+    """The pause where the voice before and the voice after are most clearly unlike:
+    similarity below ``threshold``, or below ``long_threshold`` where both sides have
+    at least ``long_windows`` windows (a long side's mean is a steadier voice, and
+    one voice on both sides scores higher); None if no pause parts two voices. Each
+    side is the mean of the windows that hold none of the other side's speech (a
+    window may reach into the pause), so a side needs about a window's length of
+    speech."""
     best: tuple[float, tuple[float, float]] | None = None
     for pause in pause_spans:
         before, after = windows_around(windows, pause, half_window)
         if before is None or after is None:
             continue
-        similarity = float(before.embedding() @ after.embedding())
-        if best is None or similarity < best[0]:
-            best = (similarity, pause)
-    return best[1] if best is not None and best[0] < threshold else None
+        bar = threshold
+        if long_threshold is not None and min(len(before.times), len(after.times)) >= long_windows:
+            bar = long_threshold
+        margin = bar - float(before.embedding() @ after.embedding())
+        if best is None or margin > best[0]:
+            best = (margin, pause)
+    return best[1] if best is not None and best[0] > 0 else None
 
 
 def windows_around(
