@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transcriber.engine.engine import share_among_turns
 from transcriber.engine.events import TurnEnded, TurnRevised, TurnStarted, WordsCommitted
-from transcriber.engine.transducer import without_padding_echo
+from transcriber.engine.transducer import SecondPass, TransducerConfig, without_padding_echo
 from transcriber.transcript.builder import TranscriptBuilder
 from transcriber.transcript.model import Word
 from transcriber.whisper.decoding import TimedWord
@@ -71,3 +71,15 @@ def test_builder_replaces_a_turns_words_with_the_revision() -> None:
     (turn,) = builder.transcript.turns
     assert turn.text == "When Wendy grew up."
     assert turn.end == 1.2
+
+
+def test_a_second_pass_that_went_astray_is_told_from_a_revision() -> None:
+    second_pass = SecondPass(recognizer=None, config=TransducerConfig())  # type: ignore[arg-type]
+    streamed = _words("his remedies rather to the riches of his patience among the gunboats doing duty", 23.4)
+    revised = _words("his remedies rather than to the riches of his patients among the gunboats doing duty", 23.4)
+    astray = _words("he had to take his steps to the ground and he was a little bit more concerned", 23.4)
+    assert not second_pass._astray(revised, streamed)
+    assert second_pass._astray(astray, streamed)
+    assert second_pass._skipped_speech(revised[:5], streamed), "far fewer words"
+    # a few streaming words are too few to judge by
+    assert not second_pass._astray(_words("yes I do", 1.0), _words("guess I do", 1.0))
