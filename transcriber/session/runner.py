@@ -19,6 +19,7 @@ notices below. A GUI polls it; tests read it directly.
 
 from __future__ import annotations
 
+import errno
 import math
 import queue
 import threading
@@ -149,7 +150,12 @@ class _EngineThread:
         try:
             self._post(step(block))
         except Exception as error:  # noqa: BLE001 - whatever breaks, the recording goes on
-            self.outbox.put(Problem(f"recognition failed ({error}); the recording goes on and is kept", fatal=False))
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                # the journal found the disk full before the recorder did (either may be first)
+                message = "the disk is full: the transcript is no longer saved; the audio up to now is kept"
+            else:
+                message = f"recognition failed ({error}); the recording goes on and is kept"
+            self.outbox.put(Problem(message, fatal=False))
             return False
         return True
 
