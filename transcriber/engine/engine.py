@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import difflib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -72,7 +71,13 @@ from transcriber.engine.resegment import (
     word_voices,
 )
 from transcriber.engine.speaker_encoder import SpeakerEncoder, windows_flops_per_second
-from transcriber.engine.transducer import SecondPass, StepCost, TransducerConfig, TurnTransducer, normalized_word
+from transcriber.engine.transducer import (
+    SecondPass,
+    StepCost,
+    TransducerConfig,
+    TurnTransducer,
+    word_matcher,
+)
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
 from transcriber.transcript.model import Word
 from transcriber.whisper.arbitrators import GatedAudioEncoder, arbitrators_for_budget, default_arbitrators
@@ -864,10 +869,7 @@ def share_among_turns(
     """
     turn_of: list[int | None] = [None] * len(revised)
     timed = list(revised)
-    matcher = difflib.SequenceMatcher(
-        a=[normalized_word(w.text) for w in streamed], b=[normalized_word(w.text) for w in revised], autojunk=False
-    )
-    for block in matcher.get_matching_blocks():
+    for block in word_matcher(streamed, revised).get_matching_blocks():
         for k in range(block.size):
             old, new = streamed[block.a + k], revised[block.b + k]
             owner = turn_of[block.b + k] = owners[block.a + k]

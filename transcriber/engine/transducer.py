@@ -113,6 +113,13 @@ def normalized_word(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
+def word_matcher(a: list[TimedWord], b: list[TimedWord]) -> difflib.SequenceMatcher:
+    """Aligns two word sequences by their normalized text (case and punctuation aside)."""
+    return difflib.SequenceMatcher(
+        a=[normalized_word(w.text) for w in a], b=[normalized_word(w.text) for w in b], autojunk=False
+    )
+
+
 def _repeated_head(committed_tail: list[str], hypothesis: list[str], single_word_ok: bool) -> int:
     """How many leading hypothesis words repeat the end of the committed words:
     the longest n such that hypothesis[:n] equals the last n committed words.
@@ -419,10 +426,7 @@ class SecondPass:
         disagree as much with the second pass right: it is only decoded again."""
         if len(streamed) < self.config.revision_min_shared_words:
             return False
-        matcher = difflib.SequenceMatcher(
-            a=[normalized_word(w.text) for w in streamed], b=[normalized_word(w.text) for w in words], autojunk=False
-        )
-        shared = sum(block.size for block in matcher.get_matching_blocks())
+        shared = sum(block.size for block in word_matcher(streamed, words).get_matching_blocks())
         return shared < self.config.revision_min_shared_ratio * max(len(streamed), len(words))
 
     def _sections(self, audio: np.ndarray, start: float, end: float) -> list[tuple[float, float]]:

@@ -233,7 +233,7 @@ class TranscriptBuilder:
         # the split time comes from word times, which can stray outside the turn (a
         # second split of the same stretch may even come before the first): inside
         # the turn, both pieces keep start <= end
-        at = min(max(event.at, turn.start), max(turn.end, turn.start))
+        at = _clamped(event.at, turn.start, turn.end)
         moved = self._get_or_create(event.new_turn_id, event.channel, at)
         moved.speaker = self.transcript.resolve(event.speaker)
         moved.start = at
@@ -246,7 +246,7 @@ class TranscriptBuilder:
         first, second = self._turns.get(event.turn_id), self._turns.get(event.next_turn_id)
         if first is None or second is None:
             return
-        at = min(max(event.at, first.start), max(second.end, first.start))
+        at = _clamped(event.at, first.start, second.end)
         words = first.words + second.words
         first.words, second.words = words[: event.keep_words], words[event.keep_words :]
         first.end = at
@@ -279,3 +279,8 @@ class TranscriptBuilder:
 
     def _see(self, time: float) -> None:
         self.transcript.duration = max(self.transcript.duration, time)
+
+
+def _clamped(time: float, start: float, end: float) -> float:
+    """``time`` moved inside [start, end] (an end before the start counts as the start)."""
+    return min(max(time, start), max(end, start))
