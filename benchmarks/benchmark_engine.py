@@ -103,6 +103,7 @@ class Item:
     reference_rttm: list[list[Any]] = field(default_factory=list)  # [speaker, start, end]
     uem: list[list[float]] | None = None
     subset: str = ""  # the table row it is scored in: "utterances", "meetings 0S", "AMI excerpts"...
+    utterances: list[str] = field(default_factory=list)  # a meeting's utterance ids, once per occurrence
 
 
 def _utterance_item(u: Utterance, subset: str) -> Item:
@@ -119,7 +120,8 @@ MEETING_SPEECH = "meeting speech"
 def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool, with_speech: bool = True) -> list[Item]:
     """The simulated meetings, then (subset ``meeting speech``) each utterance they were
     made of, whole: the same speech as single-speaker utterances, so that a meeting's
-    cpWER can be set against the utterance WER of exactly the words it contains."""
+    cpWER can be set against the utterance WER of exactly the words it contains
+    (``same_speech_wer``: an utterance counts as often as the condition's meetings hold it)."""
     if count <= 0:
         return []
     utterances = load_utterances()
@@ -148,6 +150,7 @@ def _meeting_item(meeting: SimulatedMeeting, audio_path: Path) -> Item:
         reference_rttm=[[s.speaker, s.start, s.end] for s in meeting.speaker_segments()],
         uem=[[0.0, meeting.duration]],
         subset=f"meetings {meeting.condition}",
+        utterances=list(meeting.info["utterances"]),
     )
 
 
@@ -370,6 +373,26 @@ def summarize(tally: Tally) -> dict[str, Any]:
     }
 
 
+def same_speech_wers(items: list[Item], outputs: list[Output]) -> dict[str, float]:
+    """Per meeting condition, the WER of its utterances transcribed whole, each counted as
+    often as the condition's meetings hold it (one utterance may be in several meetings)."""
+    whole = {
+        item.id: (item.text, output.text)
+        for item, output in zip(items, outputs, strict=True)
+        if item.subset == MEETING_SPEECH
+    }
+    held: dict[str, list[str]] = {}
+    for item in items:
+        if item.kind == "meeting":
+            held.setdefault(item.subset, []).extend(item.utterances)
+    wers = {}
+    for subset, ids in held.items():
+        pairs = [whole[i] for i in ids if i in whole]
+        if pairs and len(pairs) == len(ids):
+            wers[subset] = metrics.wer([ref for ref, _ in pairs], [hyp for _, hyp in pairs]).rate
+    return wers
+
+
 def summarize_all(tallies: dict[str, Tally], load_s: float, peak_rss_mib: float) -> dict[str, Any]:
     """The whole run: RTF over every item, peak memory (before scoring), model load time."""
     seconds = sum(t.seconds for t in tallies.values())
@@ -425,8 +448,11 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
         for item, output in zip(items, outputs, strict=True)
     ]
     add_latencies(latencies, items, rows, tallies)
+    subsets = {name: summarize(tally) for name, tally in tallies.items()}
+    for name, speech_wer in same_speech_wers(items, outputs).items():
+        subsets[name]["same_speech_wer"] = speech_wer
     result = {
-        "subsets": {name: summarize(tally) for name, tally in tallies.items()},
+        "subsets": subsets,
         "all": summarize_all(tallies, load_s, peak_rss_mib),
         "items": rows,
     }
@@ -515,13 +541,14 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def meeting_ratios(result: dict[str, Any]) -> list[str]:
     """cpWER of each meeting condition over the WER of the same speech as whole utterances."""
-    subsets = result.get("subsets", {})
-    speech = subsets.get(MEETING_SPEECH, {}).get("utterance_wer")
     lines = []
-    for subset, summary in subsets.items():
-        if subset.startswith("meetings ") and speech and summary.get("cpwer") is not None:
-            ratio = summary["cpwer"] / speech
-            lines.append(f"{subset}: cpWER / WER of the same speech as whole utterances = {ratio:.2f}")
+    for subset, summary in result.get("subsets", {}).items():
+        speech = summary.get("same_speech_wer")
+        if speech and summary.get("cpwer") is not None:
+            lines.append(
+                f"{subset}: cpWER / WER of the same speech as whole utterances = "
+                f"{100 * summary['cpwer']:.1f} / {100 * speech:.1f} = {summary['cpwer'] / speech:.2f}"
+            )
     return lines
 
 

@@ -155,7 +155,7 @@ def _bursts(spans: list[tuple[float, float]], length: float) -> np.ndarray:
 
 def test_cut_at_pauses_that_hold_one_word_boundary():
     audio = _bursts([(0.2, 1.6), (2.2, 3.6), (3.8, 5.0)], 5.5)  # pauses 0.6 s and 0.2 s (too short)
-    utterance = Utterance("u", "spk", path=None, duration_s=5.5, text="one two three four")  # type: ignore[arg-type]
+    utterance = Utterance("u", "spk", path=None, duration_s=5.5, text="red green blue black")  # type: ignore[arg-type]
     words = [AlignedWord("one", 0.0, 0.9), AlignedWord("two", 0.9, 1.9), AlignedWord("three", 1.9, 3.7)]
     words.append(AlignedWord("four", 3.7, 5.0))
     regions = speech_regions(audio)
@@ -273,3 +273,30 @@ def test_transcript_converters_and_speaker_count():
     assert "SPEAKER m 1 0.000 1.000 <NA> <NA> S1" in metrics.segments_to_rttm(
         metrics.transcript_to_segments(transcript), "m"
     )
+
+
+def _benchmark_module():
+    import importlib.util
+    import sys
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark_engine", REPO / "benchmarks" / "benchmark_engine.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_same_speech_counts_an_utterance_as_often_as_the_meetings_hold_it():
+    bench = _benchmark_module()
+    hard = bench.Item("utterance", "hard", "", 1.0, text="red green blue black", subset=bench.MEETING_SPEECH)
+    easy = bench.Item("utterance", "easy", "", 1.0, text="cat dog cow pig", subset=bench.MEETING_SPEECH)
+    meetings = [
+        bench.Item("meeting", f"m{i}", "", 9.0, subset="meetings 0L", utterances=["hard", "easy"][: 2 - i])
+        for i in range(2)
+    ]
+    items = [*meetings, hard, easy]
+    outputs = [bench.Output(text, [], None, None, 1.0) for text in ("", "", "red green", "cat dog cow pig")]
+    # "hard" is held twice (2 of 4 words wrong each time), "easy" once: 4 errors in 12 words
+    assert bench.same_speech_wers(items, outputs) == {"meetings 0L": pytest.approx(4 / 12)}
