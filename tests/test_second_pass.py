@@ -83,3 +83,21 @@ def test_a_second_pass_that_went_astray_is_told_from_a_revision() -> None:
     assert second_pass._skipped_speech(revised[:5], streamed), "far fewer words"
     # a few streaming words are too few to judge by
     assert not second_pass._astray(_words("yes I do", 1.0), _words("guess I do", 1.0))
+
+
+def test_a_sentence_jumped_over_by_the_second_pass_is_told() -> None:
+    """0S seed 1016: the second pass wrote "The death of Joseph ..." and stretched "The"
+    over 4.5 s in which the streaming pass had heard a whole sentence; the decode still
+    held 24 of the streaming pass's 38 words, above the word-count guard."""
+    second_pass = SecondPass(recognizer=None, config=TransducerConfig())  # type: ignore[arg-type]
+    streamed = _words("And with a repetition of the same salute which had in my eyes", 10.5, 0.4)
+    later = "death of Joseph Herod's brother begged for a moment's loan of the torch which had been signified to Herod"
+    streamed += _words("the " + later, 15.3)
+    jumped = [TimedWord("The", 10.5, 15.0, 0.5), *_words(later, 15.6)]
+    assert len(jumped) >= TransducerConfig().revision_min_word_ratio * len(streamed)
+    assert second_pass._skipped_speech(jumped, streamed)
+    assert not second_pass._skipped_speech(_words("and with a repetition of the same salute", 10.5, 0.4), streamed[:8])
+    # streaming words squeezed into no time (a loop at the end of the audio) were not heard
+    said = _words("I saw that we were off the island of Ceylon", 39.8, 0.25)
+    loop = [TimedWord(t, 42.2, 42.2, 0.3) for t in "He cuts off the head of".split()]
+    assert not second_pass._skipped_speech(said, said + loop)

@@ -51,6 +51,11 @@ class TransducerConfig:
     # a second-pass section with fewer words than this share of the streaming
     # words skipped speech: the streaming words stay
     revision_min_word_ratio: float = 0.6
+    # ...or where, within revision_gap_seconds, the streaming pass heard at least
+    # revision_gap_words words and the second pass at most one (Whisper jumped over a
+    # sentence and stretched one word over it)
+    revision_gap_seconds: float = 3.0
+    revision_gap_words: int = 6
     # a decode that shares fewer than this share of its words with the streaming words
     # (checked from revision_min_shared_words streaming words on) is done again
     # without its prompt
@@ -416,7 +421,23 @@ class SecondPass:
         """A second-pass section is not trusted when a guard rejected it, or when it
         has far fewer words than the streaming pass heard in the same audio (Whisper
         sometimes skips a sentence; the streaming pass saw it in short windows)."""
-        return words is None or len(words) < self.config.revision_min_word_ratio * len(streamed)
+        if words is None or len(words) < self.config.revision_min_word_ratio * len(streamed):
+            return True
+        return self._jumped_over(words, streamed)
+
+    def _jumped_over(self, words: list[TimedWord], streamed: list[TimedWord]) -> bool:
+        span, many = self.config.revision_gap_seconds, self.config.revision_gap_words
+        if many <= 0:
+            return False
+        middles = np.array([(w.start + w.end) / 2 for w in words])
+        for number in range(len(streamed) - many + 1):
+            start = streamed[number].start
+            # words squeezed into no time (a loop at the end of the audio) were not heard
+            if not 0.15 * many <= streamed[number + many - 1].end - start <= span:
+                continue
+            if np.count_nonzero((middles >= start) & (middles < start + span)) <= 1:
+                return True
+        return False
 
     def _astray(self, words: list[TimedWord], streamed: list[TimedWord]) -> bool:
         """A decode that shares too few words with the streaming pass: a revision
