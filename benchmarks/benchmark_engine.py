@@ -117,7 +117,9 @@ def select_utterances(count: int, seed: int = 0) -> list[Item]:
 MEETING_SPEECH = "meeting speech"
 
 
-def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool, with_speech: bool = True) -> list[Item]:
+def build_meetings(
+    count: int, conditions: list[str], workdir: Path, cut: bool, with_speech: bool = True, first_seed: int = 1000
+) -> list[Item]:
     """The simulated meetings, then (subset ``meeting speech``) each utterance they were
     made of, whole: the same speech as single-speaker utterances, so that a meeting's
     cpWER can be set against the utterance WER of exactly the words it contains
@@ -130,7 +132,8 @@ def build_meetings(count: int, conditions: list[str], workdir: Path, cut: bool, 
     used: dict[str, None] = {}
     for condition in conditions:
         for index in range(count):
-            meeting = simulate_meeting(utterances, 3 + index % 2, condition, seed=1000 + index, aligner=aligner)
+            seed = first_seed + index
+            meeting = simulate_meeting(utterances, 3 + seed % 2, condition, seed=seed, aligner=aligner)
             audio_path = meeting.save(workdir)
             items.append(_meeting_item(meeting, audio_path))
             used.update(dict.fromkeys(meeting.info["utterances"]))
@@ -586,6 +589,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="tiny.en", help="model of the transcriber engine")
     parser.add_argument("--utterances", type=int, default=40, help="single-speaker utterances for WER (0: none)")
     parser.add_argument("--meetings", type=int, default=1, help="simulated meetings per condition (0: none)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1000,
+        help="seed of the first meeting (then +1 each; 3 or 4 speakers by parity)",
+    )
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="e.g. 0S,0L,OV10")
     parser.add_argument("--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)")
     parser.add_argument("--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)")
@@ -622,7 +631,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace, workdir: Path) -> list[Item]:
     items = select_utterances(args.utterances)
     items += build_meetings(
-        args.meetings, args.conditions, workdir, cut=not args.no_cut, with_speech=not args.no_meeting_speech
+        args.meetings,
+        args.conditions,
+        workdir,
+        cut=not args.no_cut,
+        with_speech=not args.no_meeting_speech,
+        first_seed=args.first_seed,
     )
     if args.sessions:
         items += load_session_items()

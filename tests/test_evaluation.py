@@ -300,3 +300,26 @@ def test_the_same_speech_counts_an_utterance_as_often_as_the_meetings_hold_it():
     outputs = [bench.Output(text, [], None, None, 1.0) for text in ("", "", "red green", "cat dog cow pig")]
     # "hard" is held twice (2 of 4 words wrong each time), "easy" once: 4 errors in 12 words
     assert bench.same_speech_wers(items, outputs) == {"meetings 0L": pytest.approx(4 / 12)}
+
+
+def test_orc_wer_over_many_speakers_stays_small() -> None:
+    """Six hypothesis speakers of a 50 s meeting took the exact search past 24 GB: over
+    five streams the search is meeteval's greedy one, which starts from the cpWER
+    assignment and is an upper bound of the exact figure."""
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+    reference = [
+        {
+            "session_id": "m",
+            "speaker": f"R{i % 3}",
+            "start_time": 2.0 * i,
+            "end_time": 2.0 * i + 1.9,
+            "words": " ".join(words[i % 10 : i % 10 + 4]),
+        }
+        for i in range(24)
+    ]
+    # the first reference speaker's turns went to three hypothesis speakers, then four
+    five = [dict(s, speaker=f"H{i % 9}" if i % 3 == 0 else s["speaker"]) for i, s in enumerate(reference)]
+    six = [dict(s, speaker=f"H{i % 12}" if i % 3 == 0 else s["speaker"]) for i, s in enumerate(reference)]
+    assert len({s["speaker"] for s in five}) == 5 and len({s["speaker"] for s in six}) == 6
+    assert metrics.orc_wer(reference, five).errors == 0  # exact
+    assert metrics.orc_wer(reference, six).errors <= metrics.cpwer(reference, six).errors
