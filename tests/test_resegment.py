@@ -170,3 +170,19 @@ def test_long_sides_need_to_be_more_alike_to_stay_one_voice() -> None:
     # short sides keep the strict threshold
     short = VoiceWindows(times[:7], windows.embeddings[:7])
     assert voice_change_in_pause(short, [(2.2, 2.5)], 0.75, 0.55, long_threshold=0.8, long_windows=5) is None
+
+
+def test_voices_that_take_turns_in_one_turn_are_told_at_their_pause() -> None:
+    """0S seed 1016: two voices alternate in 2 s pieces within one turn; everything
+    before a pause and everything after it hold both voices and score alike, the
+    pieces next to the pause do not."""
+    times = np.arange(0.75, 10.0, 0.5)
+    changes = [2.15, 4.45, 6.75]  # A, then B, A, B: pauses around these times
+    windows = VoiceWindows(times, np.stack([(A, B)[int(np.searchsorted(changes, t)) % 2] for t in times]))
+    pause = (4.3, 4.6)
+    assert voice_change_in_pause(windows, [pause], 0.75, 0.55) is None  # both sides are A and B
+    found = voice_change_in_pause(windows, [pause], 0.75, 0.55, near_seconds=2.5, near_threshold=0.7)
+    assert found == pause
+    # one voice throughout stays one turn
+    same = VoiceWindows(times, np.stack([A] * len(times)))
+    assert voice_change_in_pause(same, [pause], 0.75, 0.55, near_seconds=2.5, near_threshold=0.7) is None

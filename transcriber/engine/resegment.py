@@ -208,14 +208,19 @@ def voice_change_in_pause(
     threshold: float,
     long_threshold: float | None = None,
     long_windows: int = 5,
+    near_seconds: float = 0.0,
+    near_threshold: float | None = None,
+    near_windows: int = 3,
 ) -> tuple[float, float] | None:
     """The pause where the voice before and the voice after are most clearly unlike:
     similarity below ``threshold``, or below ``long_threshold`` where both sides have
     at least ``long_windows`` windows (a long side's mean is a steadier voice, and
-    one voice on both sides scores higher); None if no pause parts two voices. Each
-    side is the mean of the windows that hold none of the other side's speech (a
-    window may reach into the pause), so a side needs about a window's length of
-    speech."""
+    one voice on both sides scores higher), or below ``near_threshold`` between the
+    ``near_seconds`` right before and right after the pause where both hold
+    ``near_windows`` windows (voices that alternate make both whole sides mixtures);
+    None if no pause parts two voices. Each side is the mean of the windows that hold
+    none of the other side's speech (a window may reach into the pause), so a side
+    needs about a window's length of speech."""
     best: tuple[float, tuple[float, float]] | None = None
     for pause in pause_spans:
         before, after = windows_around(windows, pause, half_window)
@@ -225,6 +230,14 @@ def voice_change_in_pause(
         if long_threshold is not None and min(len(before.times), len(after.times)) >= long_windows:
             bar = long_threshold
         margin = bar - float(before.embedding() @ after.embedding())
+        if near_threshold is not None and near_seconds > 0:
+            near_before, near_after = windows_near(windows, pause, half_window, near_seconds)
+            if (
+                near_before is not None
+                and near_after is not None
+                and min(len(near_before.times), len(near_after.times)) >= near_windows
+            ):
+                margin = max(margin, near_threshold - float(near_before.embedding() @ near_after.embedding()))
         if best is None or margin > best[0]:
             best = (margin, pause)
     return best[1] if best is not None and best[0] > 0 else None
@@ -236,6 +249,15 @@ def windows_around(
     """The windows before the pause and those after it (None for a side without any)."""
     before = windows.times + half_window <= pause[1] + 0.05
     after = windows.times - half_window >= pause[0] - 0.05
+    return windows.subset(before), windows.subset(after)
+
+
+def windows_near(
+    windows: VoiceWindows, pause: tuple[float, float], half_window: float, seconds: float
+) -> tuple[VoiceWindows | None, VoiceWindows | None]:
+    """The windows within ``seconds`` before the pause and those within ``seconds`` after it."""
+    before = (windows.times + half_window <= pause[1] + 0.05) & (windows.times - half_window >= pause[0] - seconds)
+    after = (windows.times - half_window >= pause[0] - 0.05) & (windows.times + half_window <= pause[1] + seconds)
     return windows.subset(before), windows.subset(after)
 
 
