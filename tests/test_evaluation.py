@@ -155,7 +155,7 @@ def _bursts(spans: list[tuple[float, float]], length: float) -> np.ndarray:
 
 def test_cut_at_pauses_that_hold_one_word_boundary():
     audio = _bursts([(0.2, 1.6), (2.2, 3.6), (3.8, 5.0)], 5.5)  # pauses 0.6 s and 0.2 s (too short)
-    utterance = Utterance("u", "spk", path=None, duration_s=5.5, text="red green blue black")  # type: ignore[arg-type]
+    utterance = Utterance("u", "spk", path=None, duration_s=5.5, text="one two three four")  # type: ignore[arg-type]
     words = [AlignedWord("one", 0.0, 0.9), AlignedWord("two", 0.9, 1.9), AlignedWord("three", 1.9, 3.7)]
     words.append(AlignedWord("four", 3.7, 5.0))
     regions = speech_regions(audio)
