@@ -420,7 +420,10 @@ class SecondPass:
     def _skipped_speech(self, words: list[TimedWord] | None, streamed: list[TimedWord]) -> bool:
         """A second-pass section is not trusted when a guard rejected it, or when it
         has far fewer words than the streaming pass heard in the same audio (Whisper
-        sometimes skips a sentence; the streaming pass saw it in short windows)."""
+        sometimes skips a sentence; the streaming pass saw it in short windows), or
+        when it jumped over a sentence and stretched one word over it: at most one of
+        its words where the streaming pass heard ``revision_gap_words`` within
+        ``revision_gap_seconds``."""
         if words is None or len(words) < self.config.revision_min_word_ratio * len(streamed):
             return True
         return self._jumped_over(words, streamed)

@@ -10,6 +10,7 @@ is meeteval's format: dicts with ``session_id``, ``speaker``, ``start_time``,
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -146,7 +147,8 @@ def orc_wer(
     import meeteval
 
     hypothesis_seglst = list(hypothesis_seglst)
-    if len({(s["session_id"], s["speaker"]) for s in hypothesis_seglst}) > EXACT_ORC_MAX_STREAMS:
+    streams = Counter(session for session, _ in {(s["session_id"], s["speaker"]) for s in hypothesis_seglst})
+    if max(streams.values(), default=0) > EXACT_ORC_MAX_STREAMS:
         orc = meeteval.wer.greedy_orcwer
     else:
         orc = meeteval.wer.orcwer
