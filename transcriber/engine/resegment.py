@@ -15,6 +15,7 @@ cluster as one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -247,15 +248,14 @@ def windows_around(
     windows: VoiceWindows, pause: tuple[float, float], half_window: float
 ) -> tuple[VoiceWindows | None, VoiceWindows | None]:
     """The windows before the pause and those after it (None for a side without any)."""
-    before = windows.times + half_window <= pause[1] + 0.05
-    after = windows.times - half_window >= pause[0] - 0.05
-    return windows.subset(before), windows.subset(after)
+    return windows_near(windows, pause, half_window, math.inf)
 
 
 def windows_near(
     windows: VoiceWindows, pause: tuple[float, float], half_window: float, seconds: float
 ) -> tuple[VoiceWindows | None, VoiceWindows | None]:
-    """The windows within ``seconds`` before the pause and those within ``seconds`` after it."""
+    """The windows within ``seconds`` before the pause and those within ``seconds`` after
+    it (a window may reach into the pause)."""
     before = (windows.times + half_window <= pause[1] + 0.05) & (windows.times - half_window >= pause[0] - seconds)
     after = (windows.times - half_window >= pause[0] - 0.05) & (windows.times + half_window <= pause[1] + seconds)
     return windows.subset(before), windows.subset(after)

@@ -360,13 +360,15 @@ class SecondPass:
             section = audio[first:last]
             words, section_cost = self._decode_section(section, section_start, prompt)
             cost.add(section_cost)
-            if prompt and (self._skipped_speech(words, heard) or self._astray(words or [], heard)):
+            skipped = self._skipped_speech(words, heard)
+            if prompt and (skipped or self._astray(words or [], heard)):
                 # the prompt can lead Whisper to jump ahead, or off: once more without it
                 again, section_cost = self._decode_section(section, section_start, "")
                 cost.add(section_cost)
-                if self._skipped_speech(words, heard) or not self._astray(again or [], heard):
+                if skipped or not self._astray(again or [], heard):
                     words = again
-            kept = heard if self._skipped_speech(words, heard) else words or []
+                    skipped = self._skipped_speech(words, heard)
+            kept = heard if skipped else words or []
             kept, fill_cost = self._fill_long_words(kept, section, section_start)
             cost.add(fill_cost)
             revised.extend(kept)
