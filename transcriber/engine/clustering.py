@@ -53,6 +53,10 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(_unit(a) @ _unit(b))
+
+
 class OnlineSpeakerClustering:
     """Speaker ids "S1", "S2", ... in order of first appearance.
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transcriber.engine.clustering import DEFAULT_THRESHOLD, OnlineSpeakerClustering
+from transcriber.engine.clustering import DEFAULT_THRESHOLD, OnlineSpeakerClustering, cosine
 from transcriber.engine.events import (
     CostSample,
     Event,
@@ -648,6 +648,8 @@ class StreamingEngine:
         order = list(self.closed_turns.values())
         order.insert(order.index(closed) + 1, moved)
         self.closed_turns = {t.turn_id: t for t in order}
+        # a change of voice at the turn's end now borders the moved part, not the first
+        self.voice_changes = [(moved.turn_id if a == closed.turn_id else a, b) for a, b in self.voice_changes]
         events: list[Event] = [
             TurnSplit(closed.turn_id, self.channel, keep, round(at, 3), moved.turn_id, moved.speaker)
         ]
@@ -806,14 +808,18 @@ def _refine_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:
     if len(turns) < 2:
         return []
     index = {(engine.channel, closed.turn_id): i for i, (engine, closed) in enumerate(turns)}
-    # the two sides of a detected voice change never share a speaker
+    config = channels[0].config
+    # the two sides of a detected voice change never share a speaker, unless as whole
+    # turns they are as alike as the refinement asks of one speaker: the live check
+    # saw 1.5 s windows against an early centroid, and places a change up to seconds late
     cannot_link = [
         (index[(engine.channel, a)], index[(engine.channel, b)])
         for engine in channels
         for a, b in engine.voice_changes
-        if (engine.channel, a) in index and (engine.channel, b) in index
+        if (engine.channel, a) in index
+        and (engine.channel, b) in index
+        and cosine(engine.closed_turns[a].embedding, engine.closed_turns[b].embedding) < config.refine_threshold
     ]
-    config = channels[0].config
     started = time.perf_counter()
     labels = channels[0].clustering.refine(
         [t.embedding for _, t in turns],
