@@ -402,8 +402,9 @@ def test_pyannote_sample_diarization(engine_factory) -> None:
     transcript = transcript_of(events)
     result = der(read_rttm(folder / "sample.rttm"), transcript_to_segments(transcript))
     # telephone speech with fast turn-taking: GE2E windows of 1.5 s barely separate the two
-    # voices (same 0.75-0.79, different 0.69 cosine); the issue aims at 0.25, this is what we reach
-    assert result.rate < 0.60, result
+    # voices (same 0.75-0.79, different 0.69 cosine); the issue aims at 0.25. 30.9 % on
+    # 2026-11-27; 50.7 % when the voice change between its two mixed turns was dropped
+    assert result.rate < 0.40, result
     assert any(isinstance(e, SpeakerRelabelled) for e in events) or len(transcript.speakers) >= 2
 
 

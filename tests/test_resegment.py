@@ -186,3 +186,11 @@ def test_voices_that_take_turns_in_one_turn_are_told_at_their_pause() -> None:
     # one voice throughout stays one turn
     same = VoiceWindows(times, np.stack([A] * len(times)))
     assert voice_change_in_pause(same, [pause], 0.75, 0.55, near_seconds=2.5, near_threshold=0.7) is None
+
+
+def test_windows_of_two_voices_are_less_consistent_than_of_one() -> None:
+    times = np.arange(6, dtype=np.float64)
+    one_voice = VoiceWindows(times, np.stack([A, A, _unit(1.0, 0.15, 0.0), A, A, A]))
+    two_voices = VoiceWindows(times, np.stack([A, B, A, B, A, B]))
+    assert one_voice.consistency() > 0.99
+    assert two_voices.consistency() < 0.8

@@ -44,6 +44,10 @@ class VoiceWindows:
         mean = self.embeddings.mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
+    def consistency(self) -> float:
+        """How alike the windows are to their mean, on average: lower where two voices share them."""
+        return float((self.embeddings @ self.embedding()).mean())
+
 
 @dataclass(frozen=True)
 class Loudness:
