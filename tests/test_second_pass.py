@@ -101,3 +101,20 @@ def test_a_sentence_jumped_over_by_the_second_pass_is_told() -> None:
     said = _words("I saw that we were off the island of Ceylon", 39.8, 0.25)
     loop = [TimedWord(t, 42.2, 42.2, 0.3) for t in "He cuts off the head of".split()]
     assert not second_pass._skipped_speech(said, said + loop)
+
+
+def test_words_the_prompt_wrote_without_audio_are_dropped() -> None:
+    """0S seed 1025: after "... from the house." in the prompt, the second pass wrote "the
+    place to be built in the house, so that" where the streaming pass heard "So that",
+    all of "place ... house," at 29.34 s, in no time."""
+    second_pass = SecondPass(recognizer=None, config=TransducerConfig())  # type: ignore[arg-type]
+    streamed = _words("So that, in any weather,", 28.74, 0.5)
+    squeezed = [TimedWord(t, 29.34, 29.34, 0.4) for t in "place to be built in the house, so".split()]
+    revised = [TimedWord("the", 28.74, 29.34, 0.4), *squeezed, *_words("that in any weather,", 29.34, 0.5)]
+    kept = second_pass._without_invented(revised, streamed)
+    assert " ".join(w.text for w in kept) == "the so that in any weather,"
+    # two words in no time, or words the streaming pass heard, stay
+    short = [TimedWord("Mr.", 3.0, 3.0, 0.5), TimedWord("and", 3.0, 3.0, 0.5), *_words("Mrs. Smith", 3.0)]
+    assert second_pass._without_invented(short, []) == short
+    heard = [TimedWord(t, 5.0, 5.0, 0.5) for t in "one two three".split()]
+    assert second_pass._without_invented(heard, _words("one two three", 4.5)) == heard
