@@ -18,6 +18,7 @@ Where the second pass fails its guards, the streaming words stay.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -458,19 +459,16 @@ class SecondPass:
         words its prompt led it to write."""
         if self.config.invented_run_words <= 0:
             return words
-        heard = set()
-        for block in word_matcher(streamed, words).get_matching_blocks():
-            heard.update(range(block.b, block.b + block.size))
-        invented = [w.end - w.start <= NO_TIME_SECONDS and k not in heard for k, w in enumerate(words)]
-        dropped: set[int] = set()
-        run_start = 0
-        for k in range(len(words) + 1):
-            if k < len(words) and invented[k]:
-                continue
-            if k - run_start >= self.config.invented_run_words:
-                dropped.update(range(run_start, k))
-            run_start = k + 1
-        return [w for k, w in enumerate(words) if k not in dropped]
+        blocks = word_matcher(streamed, words).get_matching_blocks()
+        heard = {k for block in blocks for k in range(block.b, block.b + block.size)}
+        kept: list[TimedWord] = []
+        for invented, run in itertools.groupby(
+            enumerate(words), key=lambda item: item[1].end - item[1].start <= NO_TIME_SECONDS and item[0] not in heard
+        ):
+            run_words = [word for _, word in run]
+            if not (invented and len(run_words) >= self.config.invented_run_words):
+                kept.extend(run_words)
+        return kept
 
     def _astray(self, words: list[TimedWord], streamed: list[TimedWord]) -> bool:
         """A decode that shares too few words with the streaming pass: a revision
