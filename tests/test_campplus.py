@@ -133,11 +133,15 @@ def test_short_pieces_tell_speakers_apart_better_than_ge2e(encoder) -> None:
 @needs_weights
 def test_the_engine_config_picks_the_encoder() -> None:
     from transcriber.engine.campplus import CamPlusPlusEncoder
-    from transcriber.engine.engine import EngineConfig, load_speaker_encoder
+    from transcriber.engine.engine import EngineConfig, live_change_threshold, load_speaker_encoder
     from transcriber.engine.speaker_encoder import SpeakerEncoder
 
     assert isinstance(load_speaker_encoder(EngineConfig()), SpeakerEncoder)  # GE2E stays the default
     campplus = load_speaker_encoder(EngineConfig(speaker_model="campplus", campplus_score_floor=0.4))
     assert isinstance(campplus, CamPlusPlusEncoder) and campplus.score_floor == 0.4
+    # each encoder has its own live-check threshold unless one is given
+    assert live_change_threshold(EngineConfig()) == pytest.approx(0.63)
+    assert live_change_threshold(EngineConfig(speaker_model="campplus")) == pytest.approx(0.70)
+    assert live_change_threshold(EngineConfig(speaker_model="campplus", change_threshold=0.6)) == 0.6
     with pytest.raises(ValueError, match="unknown speaker model"):
         load_speaker_encoder(EngineConfig(speaker_model="ecapa"))
