@@ -64,8 +64,8 @@ def fbank(audio: np.ndarray) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32).reshape(-1, N_MELS)
 
 
-def _batchnorm_relu(channels: int, affine: bool = True) -> nn.Sequential:
-    return nn.Sequential(OrderedDict([("batchnorm", nn.BatchNorm1d(channels, affine=affine)), ("relu", nn.ReLU())]))
+def _batchnorm_relu(channels: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict([("batchnorm", nn.BatchNorm1d(channels)), ("relu", nn.ReLU())]))
 
 
 class _ResBlock(nn.Module):
