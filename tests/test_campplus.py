@@ -4,7 +4,6 @@ real speech from ../shared/data against the GE2E encoder it replaced."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -86,24 +85,6 @@ def test_network_matches_the_code_that_ships_the_weights(encoder) -> None:
     assert torch.allclose(torch.relu(ours), expected, atol=1e-5)
 
 
-def _two_pieces_of_each_utterance(seconds: float) -> tuple[list[np.ndarray], np.ndarray]:
-    """Two disjoint pieces of ``seconds`` from every utterance of utterances.jsonl long
-    enough (146 speakers, LibriSpeech and others): same-speaker pairs from one recording,
-    different-speaker pairs from many voices."""
-    import soundfile as sf
-
-    rows = [json.loads(line) for line in (DATA / "utterances.jsonl").read_text().splitlines() if line]
-    pieces, speakers = [], []
-    size, margin = int(seconds * SAMPLE_RATE), SAMPLE_RATE // 2
-    for row in rows:
-        audio, rate = sf.read(DATA / row["path"], dtype="float32")
-        if rate != SAMPLE_RATE or audio.ndim > 1 or len(audio) < 2 * size + 2 * margin:
-            continue
-        pieces += [audio[margin : margin + size], audio[-margin - size : -margin]]
-        speakers += [row["speaker"]] * 2
-    return pieces, np.array(speakers)
-
-
 def _eer(embeddings: np.ndarray, speakers: np.ndarray) -> float:
     upper = np.triu_indices(len(embeddings), 1)
     scores = (embeddings @ embeddings.T)[upper]
@@ -122,7 +103,10 @@ def test_short_pieces_tell_speakers_apart_better_than_ge2e(encoder) -> None:
 
     if importlib.util.find_spec("resemblyzer") is None:
         pytest.skip("resemblyzer (its pretrained.pt) is not installed")
-    pieces, speakers = _two_pieces_of_each_utterance(1.5)
+    from transcriber.evaluation.data import two_pieces_of_each_utterance
+
+    pieces, names = two_pieces_of_each_utterance(1.5, DATA)
+    speakers = np.array(names)
     campplus = _eer(np.stack([encoder.embed(p) for p in pieces]), speakers)
     ge2e = _eer(np.stack([SpeakerEncoder().embed(p) for p in pieces]), speakers)
     assert len(set(speakers)) > 100

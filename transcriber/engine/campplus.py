@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transcriber.engine.speaker_encoder import window_starts
+
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # 10 ms
 N_MELS = 80
@@ -292,15 +294,7 @@ class CamPlusPlusEncoder:
         window_seconds = window_seconds or self.window_seconds
         hop_seconds = hop_seconds or self.hop_seconds
         features = fbank(self._long_enough(audio))
-        win = max(1, int(round(window_seconds * SAMPLE_RATE / HOP_LENGTH)))
-        hop = max(1, int(round(hop_seconds * SAMPLE_RATE / HOP_LENGTH)))
-        if len(features) <= win:
-            starts = [0]
-            win = len(features)
-        else:
-            starts = list(range(0, len(features) - win + 1, hop))
-            if starts[-1] + win < len(features):
-                starts.append(len(features) - win)
+        starts, win = window_starts(len(features), window_seconds, hop_seconds)
         # In batches: the first convolutions hold 32 x 80 values per frame, and all the
         # windows of a long turn at once took hundreds of MB.
         embeddings = np.concatenate(

@@ -119,6 +119,20 @@ def partial_slices(n_samples: int) -> list[slice]:
     return slices
 
 
+def window_starts(n_frames: int, window_seconds: float, hop_seconds: float) -> tuple[list[int], int]:
+    """First frames of sliding windows over ``n_frames`` 10 ms frames, and the window
+    length in frames: the last window ends at the end, so the tail is covered; fewer
+    frames than one window give one window over all of them (no padding to dilute it)."""
+    win = max(1, int(round(window_seconds * SAMPLE_RATE / HOP_LENGTH)))
+    hop = max(1, int(round(hop_seconds * SAMPLE_RATE / HOP_LENGTH)))
+    if n_frames <= win:
+        return [0], n_frames
+    starts = list(range(0, n_frames - win + 1, hop))
+    if starts[-1] + win < n_frames:
+        starts.append(n_frames - win)
+    return starts, win
+
+
 def windows_flops_per_second(window_seconds: float, hop_seconds: float) -> float:
     """Estimated FLOPs of ``embed_windows`` per second of audio."""
     frames_per_second = SAMPLE_RATE / HOP_LENGTH * window_seconds / hop_seconds
@@ -221,15 +235,7 @@ class SpeakerEncoder:
         hop_seconds = hop_seconds or self.hop_seconds
         audio = self._prepare(audio)
         mel = mel_spectrogram(audio)[: max(1, len(audio) // HOP_LENGTH)]  # drop the padded edge frame
-        win = max(1, int(round(window_seconds * SAMPLE_RATE / HOP_LENGTH)))
-        hop = max(1, int(round(hop_seconds * SAMPLE_RATE / HOP_LENGTH)))
-        if len(mel) <= win:
-            starts = [0]
-            win = len(mel)
-        else:
-            starts = list(range(0, len(mel) - win + 1, hop))
-            if starts[-1] + win < len(mel):
-                starts.append(len(mel) - win)
+        starts, win = window_starts(len(mel), window_seconds, hop_seconds)
         embeddings = self._forward(np.stack([mel[s : s + win] for s in starts]))
         times = (np.array(starts) + win / 2) * HOP_LENGTH / SAMPLE_RATE
         return times, embeddings
