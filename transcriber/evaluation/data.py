@@ -130,14 +130,14 @@ def load_utterances(root: Path | None = None) -> list[Utterance]:
 
 
 def two_pieces_of_each_utterance(seconds: float, root: Path | None = None) -> tuple[list[np.ndarray], list[str]]:
-    """Two disjoint pieces of ``seconds`` (0.5 s in from either end) of every 16 kHz
+    """Two disjoint pieces of ``seconds`` (0.5 s in from either end) of every SAMPLE_RATE
     mono utterance long enough, with its speaker: pairs of one speaker from one
     recording, pairs of two from many voices (speaker-encoder error rates)."""
     pieces, speakers = [], []
-    size, margin = int(seconds * 16000), 8000
+    size, margin = int(seconds * SAMPLE_RATE), SAMPLE_RATE // 2
     for utterance in load_utterances(root):
         audio, rate = sf.read(utterance.path, dtype="float32")
-        if rate != 16000 or audio.ndim > 1 or len(audio) < 2 * size + 2 * margin:
+        if rate != SAMPLE_RATE or audio.ndim > 1 or len(audio) < 2 * size + 2 * margin:
             continue
         pieces += [audio[margin : margin + size], audio[-margin - size : -margin]]
         speakers += [utterance.speaker] * 2
