@@ -13,7 +13,7 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   differ (``pause_split``), then all turn embeddings are clustered again (the
   two sides of a live split never share a speaker; a speaker heard only briefly
   joins the closest) and changed labels are emitted; then each turn's words are
-  checked against every speaker's voice in 1.5 s windows, and runs of words in
+  checked against every speaker's voice in short windows, and runs of words in
   another known voice are split off into turns of their own (``TurnSplit``:
   interjections too short for the live check).
 * separator (separator.py, optional): routes the stream into up to two
@@ -91,6 +91,40 @@ SAMPLE_RATE = 16000
 TOUCHING_SECONDS = 0.1
 
 
+@dataclass(frozen=True)
+class SpeakerModelSettings:
+    """The settings that depend on the speaker encoder.
+
+    change_threshold: the live check's bar (a 1.5 s window against its turn's speaker).
+    voice_window, voice_hop: the windows each finished turn is embedded in, for the
+        pause split, the one-voice check and the resegmentation.
+    one_voice_consistency: a turn whose windows are on average at least this alike
+        to their mean holds one voice (see voice_changes_separate).
+    """
+
+    change_threshold: float
+    voice_window: float
+    voice_hop: float
+    one_voice_consistency: float
+
+
+SPEAKER_MODELS = {
+    # CAM++ scores a 1.5 s window of the turn's own voice 0.80-0.87 against its
+    # centroid and two like voices 0.65-0.80 (calibrated scale): at GE2E's 0.63 the
+    # live check missed them. It tells voices apart in 1 s windows, where GE2E needs
+    # 1.5 s: 0S turns of 1.1-1.5 s ("Chapter sixteen.") get windows of their own;
+    # shorter windows are noisier, so one voice scores lower on consistency (24 0S
+    # meetings: one-voice turns 0.83 and up; turns split live that were one speaker
+    # 0.83-0.85, which 0.87 kept apart)
+    "campplus": SpeakerModelSettings(
+        change_threshold=0.70, voice_window=1.0, voice_hop=0.25, one_voice_consistency=0.82
+    ),
+    "ge2e": SpeakerModelSettings(
+        change_threshold=DEFAULT_THRESHOLD - 0.05, voice_window=1.5, voice_hop=0.5, one_voice_consistency=0.87
+    ),
+}
+
+
 @dataclass
 class EngineConfig:
     model: str = DEFAULT_MODEL
@@ -100,12 +134,11 @@ class EngineConfig:
     compute_budget: float | None = None
     threads: int = 2
     speakers: int | None = None  # a known number of speakers; None: found automatically
-    # "ge2e": resemblyzer's d-vectors (speaker_encoder.py), which every threshold below
-    # was tuned on; or "campplus": CAM++ (campplus.py), far better at telling voices
-    # apart, with its cosines mapped onto GE2E's scale by campplus_score_floor (see
-    # CamPlusPlusEncoder), but not yet the default: the window-level checks tuned on
-    # GE2E do not carry over (README, "Speaker encoder")
-    speaker_model: str = "ge2e"
+    # "campplus": CAM++ (campplus.py), with its cosines mapped onto GE2E's scale by
+    # campplus_score_floor (see CamPlusPlusEncoder); or "ge2e": resemblyzer's
+    # d-vectors (speaker_encoder.py), five times cheaper, which the thresholds below
+    # were first tuned on. What differs between the two is in SPEAKER_MODELS.
+    speaker_model: str = "campplus"
     campplus_score_floor: float = 0.47
     max_speakers: int = 8
     speaker_threshold: float = DEFAULT_THRESHOLD
@@ -128,7 +161,7 @@ class EngineConfig:
     # 18 -> 20 of 24, cpWER 16.3 -> 15.7 %; without the one-voice condition 22 of 24 and
     # 13.7 %, but the pyannote sample's two mixed turns became one speaker (DER 31 -> 51 %)
     voice_changes_separate: bool = True
-    one_voice_consistency: float = 0.87
+    one_voice_consistency: float | None = None  # None: the speaker model's (SPEAKER_MODELS)
     # a finished turn none of whose words got at least this probability from Whisper
     # was noise (a quiet room's "So", again and again, scored 0.01-0.09)
     min_turn_word_probability: float = 0.1
@@ -144,10 +177,7 @@ class EngineConfig:
     # a window every change_hop seconds: short turns (0S: 1-3 s) need a fine hop, and
     # embeddings need long windows (1 s windows also blur the whole-turn embedding)
     change_hop: float = 1.0
-    # None: the speaker model's own (LIVE_CHANGE_THRESHOLDS). CAM++ scores a window of
-    # the turn's own voice 0.80-0.87 against its centroid and two like voices 0.65-0.80
-    # (its calibrated scale): at GE2E's 0.63 the live check missed them (fresh seed 1030:
-    # two speakers merged; the telephone sample: one speaker for two)
+    # None: the speaker model's (SPEAKER_MODELS)
     change_threshold: float | None = None
     change_strikes: int = 2
     # end-of-stream resegmentation (see resegment.py): each closed turn is embedded in
@@ -157,8 +187,8 @@ class EngineConfig:
     # too, as the next speaker's first word left at the end of a turn; 12 simulated 0S
     # meetings: cpWER 11.7 -> 11.3 % against 2; 0L and the pyannote sample unchanged)
     resegment: bool = True
-    voice_window: float = 1.5
-    voice_hop: float = 0.5
+    voice_window: float | None = None  # None: the speaker model's (SPEAKER_MODELS)
+    voice_hop: float | None = None
     resegment_margin: float = 0.05
     min_split_words: int = 1
     # a split moves by up to split_search_words words to the longest pause, counted
@@ -209,6 +239,18 @@ class EngineConfig:
     cost_interval: float = 1.0  # seconds of audio per cost sample
     transducer: TransducerConfig = field(default_factory=TransducerConfig)
 
+    def speaker_settings(self) -> SpeakerModelSettings:
+        """The speaker model's settings, with the ones this config sets instead."""
+        settings = SPEAKER_MODELS.get(self.speaker_model)
+        if settings is None:
+            raise ValueError(f"unknown speaker model {self.speaker_model!r} ({' or '.join(SPEAKER_MODELS)})")
+        chosen = {
+            name: getattr(self, name)
+            for name in ("change_threshold", "voice_window", "voice_hop", "one_voice_consistency")
+            if getattr(self, name) is not None
+        }
+        return replace(settings, **chosen)
+
 
 @dataclass
 class _Turn:
@@ -247,15 +289,6 @@ class _ClosedTurn:
     @property
     def end(self) -> float:
         return self.start + self.duration
-
-
-LIVE_CHANGE_THRESHOLDS = {"ge2e": DEFAULT_THRESHOLD - 0.05, "campplus": 0.70}
-
-
-def live_change_threshold(config: EngineConfig) -> float:
-    if config.change_threshold is not None:
-        return config.change_threshold
-    return LIVE_CHANGE_THRESHOLDS[config.speaker_model]
 
 
 def load_speaker_encoder(config: EngineConfig) -> SpeakerEncoder | CamPlusPlusEncoder:
@@ -547,7 +580,7 @@ class StreamingEngine:
             similarities = self.clustering.similarities(embedding)
             own_index = int(turn.speaker[1:]) - 1 if turn.speaker and turn.speaker[1:].isdigit() else -1
             own = similarities[own_index] if 0 <= own_index < len(similarities) else 1.0
-            if own >= live_change_threshold(self.config):
+            if own >= self.config.speaker_settings().change_threshold:
                 turn.strikes = []
                 continue
             turn.strikes.append(last_checked)  # the voice was still the turn's up to about here
@@ -637,9 +670,10 @@ class StreamingEngine:
         if len(audio) < SAMPLE_RATE // 2:
             return None
         started = time.perf_counter()
-        times, embeddings = self.speaker_encoder.embed_windows(audio, self.config.voice_window, self.config.voice_hop)
+        settings = self.config.speaker_settings()
+        times, embeddings = self.speaker_encoder.embed_windows(audio, settings.voice_window, settings.voice_hop)
         seconds = len(audio) / SAMPLE_RATE
-        flops = self.speaker_encoder.windows_flops_per_second(self.config.voice_window, self.config.voice_hop) * seconds
+        flops = self.speaker_encoder.windows_flops_per_second(settings.voice_window, settings.voice_hop) * seconds
         self._charge("embedding", time.perf_counter() - started, flops)
         audio_start = end - seconds  # the span may start after ``start`` if history was dropped
         loudness = Loudness.of(audio, audio_start, SAMPLE_RATE)
@@ -655,10 +689,11 @@ class StreamingEngine:
         if voice is None or voice.loudness is None or len(closed.words) < 2:
             return []
         spans = pauses(voice.loudness, config.pause_below_speech_db, config.pause_split_seconds)
+        half_window = config.speaker_settings().voice_window / 2
         pause = voice_change_in_pause(
             voice,
             spans,
-            config.voice_window / 2,
+            half_window,
             config.pause_split_threshold,
             config.pause_split_long_threshold,
             config.pause_split_long_windows,
@@ -672,7 +707,7 @@ class StreamingEngine:
         keep = said_before(closed.words, pause)
         if keep == 0 or keep == len(closed.words):
             return []
-        before, after = windows_around(voice, pause, config.voice_window / 2)
+        before, after = windows_around(voice, pause, half_window)
         assert before is not None and after is not None
         moved = _ClosedTurn(
             next(self.turn_ids), closed.speaker, after.embedding(), closed.end - at, closed.words[keep:], after, at
@@ -881,7 +916,8 @@ def _one_speaker(first: _ClosedTurn, second: _ClosedTurn, config: EngineConfig) 
         return False
     # the mean of two voices says little about either: the change stands
     return all(
-        turn.voice is None or turn.voice.consistency() >= config.one_voice_consistency for turn in (first, second)
+        turn.voice is None or turn.voice.consistency() >= config.speaker_settings().one_voice_consistency
+        for turn in (first, second)
     )
 
 
