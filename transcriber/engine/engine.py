@@ -5,7 +5,7 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
 
 * segmenter: webrtcvad opens a turn at speech onset and closes it after a
   pause; the turn's first ``speaker_decision_seconds`` decide its speaker
-  (d-vector embedding + online clustering), and ``<sot>`` is emitted then;
+  (speaker embedding + online clustering), and ``<sot>`` is emitted then;
   ``<eot>`` when the pause closes it. Every ``change_hop`` seconds a window of
   the open turn is compared with its speaker; two unlike windows in a row split
   the turn (people answer each other without a pause). At the end of the stream
