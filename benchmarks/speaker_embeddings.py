@@ -4,11 +4,12 @@
     python benchmarks/speaker_embeddings.py --meetings 48 --first-seed 1000
     python benchmarks/speaker_embeddings.py --seconds 1.0   # 1 s pieces and windows
 
-Prints one table: equal error rate on 1.5 s pieces (``--seconds``) (two from each utterance of
-utterances.jsonl long enough: same-speaker pairs from one recording, different
-speakers from many voices); cosine similarity (mean +- std) and equal error rate
+Prints one table (pieces and windows of 1.5 s, or of ``--seconds``): equal error
+rate on pieces, two from each utterance of utterances.jsonl long enough
+(same-speaker pairs from one recording, different speakers from many voices);
+cosine similarity (mean +- std) and equal error rate
 of pairs of reference turns within simulated 0S meetings (the same meetings as
-benchmark_engine.py's, cut at aligned pauses), whole and as 1.5 s windows (hop
+benchmark_engine.py's, cut at aligned pauses), whole and as windows (hop
 half a window, in turns of at least 3 s); and the embedding time per second of audio.
 CAM++'s cosines are the network's own (score_floor 0): the engine sees
 floor + (1 - floor) x cosine, which leaves every equal error rate as it is.

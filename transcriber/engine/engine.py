@@ -34,7 +34,7 @@ import copy
 import itertools
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -244,11 +244,8 @@ class EngineConfig:
         settings = SPEAKER_MODELS.get(self.speaker_model)
         if settings is None:
             raise ValueError(f"unknown speaker model {self.speaker_model!r} ({' or '.join(SPEAKER_MODELS)})")
-        chosen = {
-            name: getattr(self, name)
-            for name in ("change_threshold", "voice_window", "voice_hop", "one_voice_consistency")
-            if getattr(self, name) is not None
-        }
+        names = (f.name for f in fields(SpeakerModelSettings))
+        chosen = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return replace(settings, **chosen)
 
 
