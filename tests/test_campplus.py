@@ -120,14 +120,15 @@ def test_the_engine_config_picks_the_encoder_and_its_settings() -> None:
     from transcriber.engine.engine import SPEAKER_MODELS, EngineConfig, load_speaker_encoder
     from transcriber.engine.speaker_encoder import SpeakerEncoder
 
-    assert isinstance(load_speaker_encoder(EngineConfig()), SpeakerEncoder)  # GE2E stays the default
+    assert isinstance(load_speaker_encoder(EngineConfig()), CamPlusPlusEncoder)  # the default
+    assert isinstance(load_speaker_encoder(EngineConfig(speaker_model="ge2e")), SpeakerEncoder)
     campplus = load_speaker_encoder(EngineConfig(speaker_model="campplus", campplus_score_floor=0.4))
     assert isinstance(campplus, CamPlusPlusEncoder) and campplus.score_floor == 0.4
     # each encoder has its own live check and voice windows, unless the config sets them
-    assert EngineConfig().speaker_settings() == SPEAKER_MODELS["ge2e"]
-    assert EngineConfig().speaker_settings().voice_window == pytest.approx(1.5)
-    assert EngineConfig().speaker_settings().change_threshold == pytest.approx(0.63)
-    assert EngineConfig(speaker_model="campplus").speaker_settings().voice_window == pytest.approx(1.0)
+    assert EngineConfig().speaker_settings() == SPEAKER_MODELS["campplus"]
+    assert EngineConfig().speaker_settings().voice_window == pytest.approx(1.0)
+    ge2e = EngineConfig(speaker_model="ge2e").speaker_settings()
+    assert (ge2e.voice_window, ge2e.change_threshold) == pytest.approx((1.5, 0.63))
     chosen = EngineConfig(speaker_model="campplus", change_threshold=0.6, voice_hop=0.5).speaker_settings()
     assert (chosen.change_threshold, chosen.voice_hop, chosen.voice_window) == (0.6, 0.5, 1.0)
     with pytest.raises(ValueError, match="unknown speaker model"):

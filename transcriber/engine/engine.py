@@ -134,14 +134,12 @@ class EngineConfig:
     compute_budget: float | None = None
     threads: int = 2
     speakers: int | None = None  # a known number of speakers; None: found automatically
-    # "ge2e": resemblyzer's d-vectors (speaker_encoder.py), which the thresholds below
-    # were tuned on; or "campplus": CAM++ (campplus.py), with its cosines mapped onto
-    # GE2E's scale by campplus_score_floor (see CamPlusPlusEncoder). What differs
-    # between the two is in SPEAKER_MODELS. CAM++ is better on meetings not tuned on
-    # (README, "Speaker encoder") but not yet the default: four engine tests built
-    # on GE2E's behaviour fail with it (split pause, interjections, alternating
-    # voices, the pyannote sample's words)
-    speaker_model: str = "ge2e"
+    # "campplus": CAM++ (campplus.py), with its cosines mapped onto GE2E's scale by
+    # campplus_score_floor (see CamPlusPlusEncoder); or "ge2e": resemblyzer's d-vectors
+    # (speaker_encoder.py), which the thresholds below were first tuned on. What
+    # differs between the two is in SPEAKER_MODELS. CAM++ is better on meetings not
+    # tuned on and on the pyannote sample (README, "Speaker encoder")
+    speaker_model: str = "campplus"
     campplus_score_floor: float = 0.47
     max_speakers: int = 8
     speaker_threshold: float = DEFAULT_THRESHOLD
@@ -723,6 +721,10 @@ class StreamingEngine:
         self.closed_turns = {t.turn_id: t for t in order}
         # a change of voice at the turn's end now borders the moved part, not the first
         self.voice_changes = [(moved.turn_id if a == closed.turn_id else a, b) for a, b in self.voice_changes]
+        # the pause split heard two voices: the refinement keeps them apart as it keeps
+        # the two sides of a change found live (a short side would otherwise join its
+        # nearest speaker, which may be the other side)
+        self.voice_changes.append((closed.turn_id, moved.turn_id))
         events: list[Event] = [
             TurnSplit(closed.turn_id, self.channel, keep, round(at, 3), moved.turn_id, moved.speaker)
         ]
