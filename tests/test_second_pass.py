@@ -20,6 +20,14 @@ def test_a_repeat_squeezed_into_the_padding_is_dropped() -> None:
     assert [w.text for w in without_padding_echo(said + echo, heard=9.53)] == [w.text for w in said]
 
 
+def test_a_repeat_squeezed_into_no_time_is_dropped_before_the_end() -> None:
+    # 0L seed 1033: the whole sentence again, its words at one instant 0.6 s before the end
+    said = _words("It was he who had given immense impetus to that secret movement.", 32.74, 0.32)
+    echo = [TimedWord(t, 36.70, 36.70, 0.5) for t in "It was he who had given immense impetus to that secret".split()]
+    echo.append(TimedWord("movement.", 36.70, 37.06, 0.5))
+    assert [w.text for w in without_padding_echo(said + echo, heard=37.28)] == [w.text for w in said]
+
+
 def test_a_repeat_that_was_really_said_stays() -> None:
     # "ask not ... ask what": the second "ask" is early in the audio, not in the padding
     words = _words("ask what you can ask what you can", 1.0)
