@@ -450,6 +450,24 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
     assert "didn't know you were there" in text, "the skipped stretch is back"
 
 
+@needs_shared_data
+def test_no_thank_you_on_a_quiet_meeting_room(engine_factory) -> None:
+    """AMI excerpt trn02: 30 s of a meeting room in which one person speaks for 0.7 s.
+    Whisper wrote "Thank you" and "you" on the room's noise, confident in the words
+    (log-probability -0.8) though it rated them 0.66-0.94 likely not speech: three
+    turns that nobody spoke."""
+    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.evaluation.data import read_rttm
+
+    folder = SHARED_DATA / "sessions/pyannote_ami_debug"
+    audio, _ = sf.read(folder / "trn02.flac", dtype="float32")
+    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    spoken = [(s.start, s.end) for s in read_rttm(folder / "trn02.rttm")]
+    assert len(spoken) == 1
+    invented = [t for t in transcript.turns if not any(t.start < end and start < t.end for start, end in spoken)]
+    assert not invented, [(t.start, t.text) for t in invented]
+
+
 def test_window_stays_bounded_without_agreement(engine_factory) -> None:
     """A long turn whose hypotheses never agree still keeps Whisper's window under 30 s."""
     engine = engine_factory()

@@ -45,6 +45,10 @@ class TransducerConfig:
     # a hypothesis that the model itself rates as probably not speech is dropped
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
+    # ...and so is one of at most this many words above no_speech_threshold, however
+    # confident: Whisper's "Thank you" / "you" on noise (AMI far-field excerpts, the
+    # telephone sample's first seconds: no-speech 0.66-0.94 at log-probability -0.8)
+    short_hypothesis_words: int = 2
     compression_ratio_threshold: float = 2.4
     prompt_tokens: int = 120
     # second pass over finished stretches of turns, in sections of at most this length
@@ -152,9 +156,12 @@ def _prompt_tokens(recognizer: WhisperRecognizer, config: TransducerConfig, text
 
 def _rejected(result: WindowResult, config: TransducerConfig) -> bool:
     """Probably not speech, by the model's own account, or a repetition loop."""
+    unlikely_speech = result.no_speech_prob > config.no_speech_threshold
     return (
-        result.no_speech_prob > config.no_speech_threshold and result.avg_logprob < config.logprob_threshold
-    ) or result.compression_ratio > config.compression_ratio_threshold
+        (unlikely_speech and result.avg_logprob < config.logprob_threshold)
+        or (unlikely_speech and len(result.words) <= config.short_hypothesis_words)
+        or result.compression_ratio > config.compression_ratio_threshold
+    )
 
 
 def _in_stream_time(result: WindowResult, start: float, heard: float) -> list[TimedWord]:
