@@ -156,12 +156,10 @@ def _prompt_tokens(recognizer: WhisperRecognizer, config: TransducerConfig, text
 
 def _rejected(result: WindowResult, config: TransducerConfig) -> bool:
     """Probably not speech, by the model's own account, or a repetition loop."""
-    unlikely_speech = result.no_speech_prob > config.no_speech_threshold
-    return (
-        (unlikely_speech and result.avg_logprob < config.logprob_threshold)
-        or (unlikely_speech and len(result.words) <= config.short_hypothesis_words)
-        or result.compression_ratio > config.compression_ratio_threshold
+    unlikely_speech = result.no_speech_prob > config.no_speech_threshold and (
+        result.avg_logprob < config.logprob_threshold or len(result.words) <= config.short_hypothesis_words
     )
+    return unlikely_speech or result.compression_ratio > config.compression_ratio_threshold
 
 
 def _in_stream_time(result: WindowResult, start: float, heard: float) -> list[TimedWord]:
