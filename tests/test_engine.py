@@ -123,6 +123,27 @@ def test_second_pass_keeps_the_end_of_a_turn(engine_factory, utterance: str, end
 
 
 @needs_shared_data
+@pytest.mark.parametrize("cut_seconds", [3.3, 3.4])
+def test_second_pass_hears_past_a_cut_in_a_sentence(loaded_engine, cut_seconds: float) -> None:
+    """A stretch cut from the speech after it (0S seed 1010: "A single moment served |
+    to convince the youth") is decoded with the start of that speech: alone, its end
+    came out "A single moment soon." or stopped at "Iliad.". The words heard after the
+    cut are left to the next stretch."""
+    from transcriber.engine.transducer import SecondPass, TransducerConfig
+    from transcriber.evaluation.data import load_utterances
+    from transcriber.evaluation.metrics import normalize_text
+
+    (path,) = [u.path for u in load_utterances() if u.id == "1502-122615-0000"]
+    audio, _ = sf.read(path, dtype="float32")
+    cut = int(cut_seconds * 16000)
+    second_pass = SecondPass(loaded_engine.recognizer, TransducerConfig.for_files())
+    words, _ = second_pass.revise(audio[:cut], 0.0, [], "", lookahead=audio[cut:])
+    text = normalize_text(" ".join(w.text for w in words))
+    assert text == normalize_text("Pope's Iliad. A single moment served"), text
+    assert all(w.start < cut_seconds for w in words)
+
+
+@needs_shared_data
 def test_second_pass_leaves_whispers_unpunctuated_style(engine_factory, tmp_path) -> None:
     """In its 30 s window Whisper decodes these 23.5 s of a simulated meeting in its
     lowercase style without punctuation, and mishears more ("Nellie a year went by

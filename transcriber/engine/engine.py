@@ -384,7 +384,7 @@ class StreamingEngine:
                 events += self._close_turn(vad_event.time)
         events += self._advance_open_turn(self.samples_seen)
         if self._stretch_complete():
-            events += self._revise_stretch()
+            events += self._revise_stretch(speech_after=self._touches_stretch(self.turn))
         self._forget_history()
         events += self._cost_sample(force=False)
         return events
@@ -488,12 +488,18 @@ class StreamingEngine:
             turn.start - stretch.end > self.config.stretch_gap
             or turn.end - stretch.start > self.config.transducer.revision_section_seconds
         ):
-            events += self._revise_stretch()
+            events += self._revise_stretch(speech_after=self._touches_stretch(turn))
         if self.stretch is None:
             self.stretch = _Stretch([], turn.start, turn.end)
         self.stretch.turns.append(turn)
         self.stretch.end = turn.end
         return events
+
+    def _touches_stretch(self, turn: _Turn | None) -> bool:
+        """``turn`` follows the waiting stretch within the gap that joins turns (it only
+        stays out of it because the stretch would be too long)."""
+        stretch = self.stretch
+        return turn is not None and stretch is not None and turn.start - stretch.end <= self.config.stretch_gap
 
     def _stretch_complete(self) -> bool:
         """No later turn can join: a pause longer than the gap, or the open turn would
@@ -508,13 +514,16 @@ class StreamingEngine:
             or self.time - stretch.start > self.config.transducer.revision_section_seconds
         )
 
-    def _revise_stretch(self) -> list[Event]:
-        """Decode the stretch whole and give each of its turns its share of the words."""
+    def _revise_stretch(self, speech_after: bool = False) -> list[Event]:
+        """Decode the stretch whole and give each of its turns its share of the words.
+        ``speech_after``: the next turn touches it, and is heard with it as context."""
         stretch, self.stretch = self.stretch, None
         if stretch is None:
             return []
         start = max(stretch.start, self.history_start / SAMPLE_RATE)
         audio = self._audio_span(start, stretch.end)
+        seconds = self.config.transducer.revision_lookahead_seconds
+        lookahead = self._audio_span(stretch.end, stretch.end + seconds) if speech_after else None
         if len(audio) < SAMPLE_RATE // 10:
             return [e for turn in stretch.turns for e in self._discard_if_empty(turn)]
         streamed = [w for turn in stretch.turns for w in turn.transducer.committed]
@@ -523,7 +532,7 @@ class StreamingEngine:
         if self.config.speaker_context:
             said_before = self.speaker_text.get(stretch.turns[0].speaker or "", [])
             context = " ".join(said_before[-self.config.context_words :])
-        revised, cost = self.second_pass.revise(audio, start, streamed, context)
+        revised, cost = self.second_pass.revise(audio, start, streamed, context, lookahead)
         self._charge_step(cost)
         spans = [(turn.start, turn.end or turn.start) for turn in stretch.turns]
         shares = share_among_turns(revised, streamed, owners, spans)
