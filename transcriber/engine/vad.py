@@ -3,7 +3,8 @@
 A region opens after ``onset_frames`` voiced frames out of the last
 ``onset_window`` and closes after ``min_silence`` seconds without voice; its
 edges are widened by ``padding`` seconds so that soft word onsets and endings
-reach the recognizer.
+reach the recognizer. Each edge also says where the voice itself (its first or
+last voiced frame) begins or ends: that is where a speaker's turn is shown.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ FRAME_SAMPLES = int(SAMPLE_RATE * FRAME_SECONDS)
 
 @dataclass(frozen=True)
 class SpeechStart:
-    time: float  # seconds of audio
+    time: float  # seconds of audio, padding included
+    voice: float  # the first voiced frame
 
 
 @dataclass(frozen=True)
 class SpeechEnd:
     time: float
+    voice: float  # the end of the last voiced frame
 
 
 class StreamingVad:
@@ -77,17 +80,19 @@ class StreamingVad:
                 self.in_speech = True
                 self.silent_run = 0
                 onset = self.time - len(self.recent) * FRAME_SECONDS
-                return [SpeechStart(max(0.0, onset - self.padding))]
+                first_voiced = onset + list(self.recent).index(True) * FRAME_SECONDS
+                return [SpeechStart(max(0.0, onset - self.padding), first_voiced)]
             return []
         self.silent_run = 0 if voiced else self.silent_run + 1
         if self.silent_run >= self.min_silence_frames:
             self.in_speech = False
             self.recent.clear()
-            return [SpeechEnd(min(self.time, self.last_voiced_end + self.padding))]
+            return [SpeechEnd(min(self.time, self.last_voiced_end + self.padding), self.last_voiced_end)]
         return []
 
     def finish(self) -> list[SpeechStart | SpeechEnd]:
         if self.in_speech:
             self.in_speech = False
-            return [SpeechEnd(min(self.time + len(self.pending) / SAMPLE_RATE, self.last_voiced_end + self.padding))]
+            end = self.time + len(self.pending) / SAMPLE_RATE
+            return [SpeechEnd(min(end, self.last_voiced_end + self.padding), min(end, self.last_voiced_end))]
         return []
