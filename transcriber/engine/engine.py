@@ -537,10 +537,10 @@ class StreamingEngine:
             return []
         start = max(stretch.start, self.history_start / SAMPLE_RATE)
         audio = self._audio_span(start, stretch.end)
-        seconds = self.config.transducer.revision_lookahead_seconds
-        lookahead = self._audio_span(stretch.end, stretch.end + seconds) if speech_after else None
         if len(audio) < SAMPLE_RATE // 10:
             return [e for turn in stretch.turns for e in self._discard_if_empty(turn)]
+        seconds = self.config.transducer.revision_lookahead_seconds
+        lookahead = self._audio_span(stretch.end, stretch.end + seconds) if speech_after else None
         streamed = [w for turn in stretch.turns for w in turn.transducer.committed]
         owners = [index for index, turn in enumerate(stretch.turns) for _ in turn.transducer.committed]
         context = stretch.turns[0].transducer.context
