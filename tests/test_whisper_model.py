@@ -14,6 +14,7 @@ import torch
 
 from transcriber.whisper.audio_features import SAMPLE_RATE, log_mel_spectrogram
 from transcriber.whisper.ctranslate2_format import load_variables
+from transcriber.whisper.decoding import propose
 from transcriber.whisper.loading import (
     ModelNotFoundError,
     ctranslate2_to_state_dict,
@@ -209,6 +210,40 @@ def test_greedy_tokens_equal_ctranslate2(float_recognizer, ct2_tiny_en, utteranc
         f"tokens differ from ctranslate2 (smallest top-2 logit gap on our path {smallest_gap:.3f}):\n"
         f"  ours: {tok.decode(ours)!r}\n  ct2:  {tok.decode(reference)!r}"
     )
+
+
+def test_proposal_follows_the_draft_where_it_agrees_with_the_text() -> None:
+    draft = [10, 11, 12, 13, 11, 14, 15]
+    assert propose(draft, [], 3) == [10, 11, 12]
+    assert propose(draft, [99, 12], 2) == [13, 11]  # one token of agreement is enough
+    assert propose(draft, [13, 11], 3) == [14, 15]  # two tokens pick the second "11"
+    assert propose(draft, [5, 11], 2) == [12, 13]  # one: the place nearest the text's position
+    assert propose(draft, [99], 3) == [] and propose([], [10], 3) == [] and propose(draft, [10], 0) == []
+
+
+@needs_data
+@pytest.mark.slow
+@pytest.mark.parametrize("utterance_id", UTTERANCE_IDS)
+def test_draft_tokens_make_decoding_cheaper_not_different(float_recognizer, utterance_id: str) -> None:
+    """Prompt-lookup decoding: a right draft takes fewer decoder calls, a wrong one
+    costs calls but no accuracy; the tokens are the plain greedy ones either way (with
+    float weights, where a call over several tokens computes each as a call over one)."""
+    audio = _utterance(utterance_id)[:WINDOW_SAMPLES]
+    calls = []
+    hook = float_recognizer.model.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        plain = float_recognizer.transcribe(audio)
+        plain_calls = len(calls)
+        calls.clear()
+        right = float_recognizer.transcribe(audio, draft=plain.tokens)
+        right_calls = len(calls)
+        wrong = float_recognizer.transcribe(audio, draft=[t + 1 for t in plain.tokens])
+    finally:
+        hook.remove()
+    assert len(plain.tokens) > 10
+    assert right.tokens == plain.tokens and wrong.tokens == plain.tokens
+    assert [(w.text, w.start, w.end) for w in right.words] == [(w.text, w.start, w.end) for w in plain.words]
+    assert right_calls < plain_calls / 2, (right_calls, plain_calls)
 
 
 # --- model resolution and openai .pt checkpoints ---------------------------------------------

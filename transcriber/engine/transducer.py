@@ -223,6 +223,7 @@ class TurnTransducer:
         self.previous: list[TimedWord] = []  # the last hypothesis, words after the commit point
         self.context = context  # text before this turn, for the prompt
         self.committed_in_prompt = 0  # committed words whose audio was trimmed off the buffer
+        self.draft: list[int] = []  # the last decode's text tokens: the next one mostly says them again
 
     @property
     def committed_end(self) -> float:
@@ -304,13 +305,14 @@ class TurnTransducer:
         """
         self.unprocessed = 0.0
         prompt = self._prompt()
-        result = self.recognizer.transcribe(self.buffer, prompt=prompt)
+        result = self.recognizer.transcribe(self.buffer, prompt=prompt, draft=self.draft)
         cost = StepCost.of(result)
         if prompt and not result.tokens and len(self.buffer) >= SAMPLE_RATE:
             # the prompt can make Whisper believe the speech is over (it ends on a
             # full stop): a turn's audio with nothing in it gets a second try without
-            result = self.recognizer.transcribe(self.buffer)
+            result = self.recognizer.transcribe(self.buffer, draft=self.draft)
             cost.add(StepCost.of(result))
+        self.draft = result.tokens or self.draft
         if _rejected(result, self.config):
             return None, cost
         heard = self.buffer_start + len(self.buffer) / SAMPLE_RATE
@@ -401,12 +403,13 @@ class SecondPass:
             prompt = " ".join([context, *(w.text for w in revised)]).strip()
             section = audio[first:last]
             wide = self._with_lookahead(section, lookahead if number == len(sections) - 1 else None)
-            words, section_cost = self._decode_section(wide, section_start, prompt, section_end)
+            draft = [token for word in heard for token in word.tokens]
+            words, section_cost = self._decode_section(wide, section_start, prompt, section_end, draft)
             cost.add(section_cost)
             skipped = self._skipped_speech(words, heard)
             if prompt and (skipped or self._astray(words or [], heard)):
                 # the prompt can lead Whisper to jump ahead, or off: once more without it
-                again, section_cost = self._decode_section(wide, section_start, "", section_end)
+                again, section_cost = self._decode_section(wide, section_start, "", section_end, draft)
                 cost.add(section_cost)
                 if skipped or not self._astray(again or [], heard):
                     words = again
@@ -539,15 +542,22 @@ class SecondPass:
         return np.concatenate([section, lookahead[:length]]).astype(np.float32)
 
     def _decode_section(
-        self, audio: np.ndarray, start: float, context: str, keep_until: float | None = None
+        self,
+        audio: np.ndarray,
+        start: float,
+        context: str,
+        keep_until: float | None = None,
+        draft: list[int] | None = None,
     ) -> tuple[list[TimedWord] | None, StepCost]:
         """The words of ``audio`` (from stream time ``start``) that start before
-        ``keep_until``: the audio after it is heard for context only."""
+        ``keep_until``: the audio after it is heard for context only. ``draft``: the
+        tokens of the streaming words, which speed decoding up where they are right."""
         prompt = _prompt_tokens(self.recognizer, self.config, context)
-        result = self.recognizer.transcribe(audio, prompt=prompt, window_seconds=self.config.revision_window_seconds)
+        window = self.config.revision_window_seconds
+        result = self.recognizer.transcribe(audio, prompt=prompt, window_seconds=window, draft=draft)
         cost = StepCost.of(result)
         if self.config.revision_window_seconds > 0 and _unpunctuated(result.text, self.config.unpunctuated_retry_words):
-            retry = self.recognizer.transcribe(audio, prompt=prompt)
+            retry = self.recognizer.transcribe(audio, prompt=prompt, draft=result.tokens)
             cost.add(StepCost.of(retry))
             if retry.avg_logprob > result.avg_logprob:
                 result = retry

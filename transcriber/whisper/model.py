@@ -170,6 +170,16 @@ class DecoderCache:
     def length(self) -> int:
         return 0 if not self.self_keys else self.self_keys[0].shape[-2]
 
+    def fresh(self) -> DecoderCache:
+        """A cache for another text over the same audio: the cross-attention's keys and
+        values are shared, the self-attention starts empty."""
+        return DecoderCache(cross_keys=self.cross_keys, cross_values=self.cross_values)
+
+    def truncate(self, length: int) -> None:
+        """Forget the positions from ``length`` on (tokens that were proposed and rejected)."""
+        self.self_keys = [k[..., :length, :] for k in self.self_keys]
+        self.self_values = [v[..., :length, :] for v in self.self_values]
+
 
 class TextDecoder(nn.Module):
     def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
