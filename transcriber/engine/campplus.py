@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from transcriber.engine.speaker_encoder import window_starts
 
@@ -80,6 +81,21 @@ class _Pointwise(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.matmul(self.weight[..., 0], x)
+        return out if self.bias is None else out + self.bias[:, None]
+
+
+class _DilatedConv(nn.Conv1d):
+    """A dilated Conv1d computed as one matrix product over the shifted inputs: the same
+    numbers (to 1e-6); torch sends dilated 1-D convolutions down its slow path, which
+    took 8 % of a 1.5 s embedding on 2 cores (40 such calls)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kernel,), (dilation,), (padding,) = self.kernel_size, self.dilation, self.padding
+        padded = F.pad(x, (padding, padding))
+        frames = x.shape[-1]
+        shifted = torch.cat([padded[..., k * dilation : k * dilation + frames] for k in range(kernel)], dim=1)
+        # weight (out, in, kernel) -> (out, kernel x in), matching the shifts' order
+        out = torch.matmul(self.weight.permute(0, 2, 1).reshape(self.out_channels, -1), shifted)
         return out if self.bias is None else out + self.bias[:, None]
 
 
@@ -138,7 +154,7 @@ class _CAMLayer(nn.Module):
     def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int, segment: int = 100):
         super().__init__()
         padding = (kernel_size - 1) // 2 * dilation
-        self.linear_local = nn.Conv1d(
+        self.linear_local = _DilatedConv(
             bn_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
         )
         self.linear1 = _Pointwise(bn_channels, bn_channels // 2)
@@ -231,6 +247,25 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(features.transpose(1, 2)))
 
 
+def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
+    """Fold every batch norm that directly follows a convolution into it (inference only:
+    the norms' running statistics are constants). The same numbers to about 1e-5; the
+    ones after a ReLU stay. 10 % of an embedding's time on 2 cores."""
+    for module in net.modules():
+        if isinstance(module, _FrontConv | _ResBlock):
+            module.conv1, module.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
+            module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+        if isinstance(module, _ResBlock) and len(module.shortcut) == 2:
+            module.shortcut = nn.Sequential(fuse_conv_bn_eval(module.shortcut[0], module.shortcut[1]))
+        if isinstance(module, _TDNN):
+            module.linear = fuse_conv_bn_eval(module.linear, module.nonlinear.batchnorm)
+            module.nonlinear.batchnorm = nn.Identity()
+        if isinstance(module, _DenseLayer):
+            module.linear1 = fuse_conv_bn_eval(module.linear1, module.nonlinear2.batchnorm)
+            module.nonlinear2.batchnorm = nn.Identity()
+    return net
+
+
 def _flops_per_frame(net: CAMPPlus) -> float:
     """FLOPs per 10 ms frame, counted by torch on 2 s of input (the cost is linear in frames)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -262,7 +297,7 @@ class CamPlusPlusEncoder:
         self.net = CAMPPlus()
         state = torch.load(weights_path(), map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
-        self.net.eval()
+        self.net = fold_batch_norms(self.net.eval())
         self.score_floor = score_floor
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
