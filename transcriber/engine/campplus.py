@@ -22,6 +22,7 @@ against 0.83 / 0.80). It costs 5-7 times GE2E's time per second of audio.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -266,6 +267,23 @@ def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
     return net
 
 
+def frozen(net: CAMPPlus) -> torch.jit.ScriptModule:
+    """The network traced, frozen and optimised for inference by TorchScript: one graph
+    instead of about a thousand Python-dispatched operations per call, with the
+    convolutions and their activations fused. Inputs of any batch size and length give
+    the eager network's numbers (to about 1e-5: tests/test_campplus.py); a 1.5 s
+    embedding 63-69 -> 44 ms, a batch of eight 1 s windows 187-209 -> 129-139 ms on 2
+    cores."""
+    example = torch.zeros(1, 150, N_MELS)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing warns that shapes become graph constants: none do here
+        traced = torch.jit.trace(net.eval(), (example,), check_trace=False)
+        optimised = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        for _ in range(2):  # TorchScript optimises on the first calls (0.4 s each): here, not live
+            optimised(example)
+    return optimised
+
+
 def _flops_per_frame(net: CAMPPlus) -> float:
     """FLOPs per 10 ms frame, counted by torch on 2 s of input (the cost is linear in frames)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -294,14 +312,14 @@ class CamPlusPlusEncoder:
     """
 
     def __init__(self, score_floor: float = 0.47, window_seconds: float = 1.5, hop_seconds: float = 0.75):
-        self.net = CAMPPlus()
-        state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state)
-        self.net = fold_batch_norms(self.net.eval())
+        net = CAMPPlus()
+        net.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
+        net = fold_batch_norms(net.eval())
+        self.flops_per_frame = _flops_per_frame(net)
+        self.net = frozen(net)
         self.score_floor = score_floor
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
-        self.flops_per_frame = _flops_per_frame(self.net)
         self.flops_per_second = self.flops_per_frame * SAMPLE_RATE / HOP_LENGTH
 
     def windows_flops_per_second(self, window_seconds: float, hop_seconds: float) -> float:
