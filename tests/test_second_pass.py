@@ -126,3 +126,18 @@ def test_words_the_prompt_wrote_without_audio_are_dropped() -> None:
     assert second_pass._without_invented(short, []) == short
     heard = [TimedWord(t, 5.0, 5.0, 0.5) for t in "one two three".split()]
     assert second_pass._without_invented(heard, _words("one two three", 4.5)) == heard
+
+
+def test_a_stop_before_the_end_gives_way_to_the_streaming_words_after_it() -> None:
+    """Two speakers 0.05 s apart (tests/test_engine.py): the second pass stopped at "The
+    contrary is true." and stretched "true." to the end of the audio; its decode again
+    alone stopped there too, while the streaming pass had heard "Chapter 35" after it."""
+    second_pass = SecondPass(recognizer=None, config=TransducerConfig())  # type: ignore[arg-type]
+    true = TimedWord("true.", 1.73, 2.63, 0.8)
+    streamed = [*_words("The contrary is", 0.37), TimedWord("true.", 1.75, 2.71, 0.8)]
+    streamed += [TimedWord("Chapter", 2.71, 2.71, 0.6), TimedWord("35", 2.71, 3.67, 0.7)]
+    filled = second_pass._streamed_gap_words(true, streamed, until=3.89)
+    assert [w.text for w in filled or []] == ["true.", "Chapter", "35"]
+    # one streaming word after it is too little to go by; the word unheard, nothing to go by
+    assert second_pass._streamed_gap_words(true, streamed[:-1], until=3.89) is None
+    assert second_pass._streamed_gap_words(TimedWord("false.", 1.73, 2.63, 0.8), streamed, until=3.89) is None

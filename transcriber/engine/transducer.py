@@ -415,21 +415,22 @@ class SecondPass:
                     words = again
                     skipped = self._skipped_speech(words, heard)
             kept = heard if skipped else self._without_invented(words or [], heard)
-            kept, fill_cost = self._fill_long_words(kept, section, section_start)
+            kept, fill_cost = self._fill_long_words(kept, section, section_start, heard)
             cost.add(fill_cost)
             revised.extend(kept)
         revised.extend(w for w in streamed if (w.start + w.end) / 2 >= end)
         return revised, cost
 
     def _fill_long_words(
-        self, words: list[TimedWord], audio: np.ndarray, start: float
+        self, words: list[TimedWord], audio: np.ndarray, start: float, streamed: list[TimedWord]
     ) -> tuple[list[TimedWord], StepCost]:
         """Whisper sometimes jumps over a stretch of speech, or stops before the end of
         it; the alignment then gives the word before the jump all of it (a 3 s
         "Hello."). Such a word, up to the next word or the end of the audio, is decoded
         again alone, without a prompt, from the start of the word before it (word
         starts are loose: a decode from the long word's own start often clips it), and
-        gives way to what that finds if it found more (``_gap_words``)."""
+        gives way to what that finds if it found more (``_gap_words``); if that decode
+        stops early too, to what the streaming pass heard there (``_streamed_gap_words``)."""
         cost = StepCost()
         filled: list[TimedWord] = []
         end = start + len(audio) / SAMPLE_RATE
@@ -447,8 +448,24 @@ class SecondPass:
                 # words squeezed into the end are the next word, clipped by the cut and
                 # misheard ("They were" -> "they are"): the gap is what comes before it
                 found = [w for w in found or [] if w.start < until - CLIPPED_WORD_SECONDS]
-            filled.extend(self._gap_words(word, found or []) or [word])
+            gap_words = self._gap_words(word, found or []) or self._streamed_gap_words(word, streamed, until)
+            filled.extend(gap_words or [word])
         return filled, cost
+
+    def _streamed_gap_words(self, word: TimedWord, streamed: list[TimedWord], until: float) -> list[TimedWord] | None:
+        """The long word and the streaming words after it up to ``until``, if the streaming
+        pass heard the word (within a second of it) and at least ``long_word_new_words``
+        words after it there: its short windows went on where Whisper's whole-stretch
+        decodes stopped ("The contrary is true." over 2.3 s, where the streaming pass
+        heard "... true. Chapter 35")."""
+        said = normalized_word(word.text)
+        same = [k for k, w in enumerate(streamed) if normalized_word(w.text) == said and abs(w.start - word.start) < 1]
+        if not same:
+            return None
+        after = [w for w in streamed[same[0] + 1 :] if (w.start + w.end) / 2 < until]
+        if len(after) < self.config.long_word_new_words:
+            return None
+        return [replace(word, end=min(word.end, after[0].start)), *after]
 
     def _gap_words(self, word: TimedWord, found: list[TimedWord]) -> list[TimedWord] | None:
         """The found words from the long word on, if the decode has the long word among
