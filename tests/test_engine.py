@@ -148,7 +148,8 @@ def test_second_pass_leaves_whispers_unpunctuated_style(engine_factory, tmp_path
     """In its 30 s window Whisper decodes these 23.5 s of a simulated meeting in its
     lowercase style without punctuation, and mishears more ("Nellie a year went by
     the face who ..."); such a decode is done again in a window of its own length
-    (16 -> 14 errors in 76 words here; the meeting's cpWER 16.1 -> 12.4 %)."""
+    (16 -> 14 errors in 76 words here; the meeting's cpWER 16.1 -> 12.4 %; measured on
+    an AVX-512 CPU)."""
     from transcriber.engine.transducer import TransducerConfig
     from transcriber.evaluation.data import load_audio, load_utterances
     from transcriber.evaluation.metrics import wer
@@ -167,7 +168,12 @@ def test_second_pass_leaves_whispers_unpunctuated_style(engine_factory, tmp_path
         return " ".join(w.text for w in words)
 
     without_retry, with_retry = second_pass_text(10**6), second_pass_text(12)
-    assert "." not in without_retry, "the 30 s window no longer falls into that style here"
+    if "." in without_retry:
+        # int8 kernels round differently by instruction set: on an AVX2-only CPU the 30 s
+        # window keeps its punctuation here ("Nellie, a year went by. The fates, ...").
+        # A punctuated decode must then stay as it is.
+        assert with_retry == without_retry
+        return
     assert with_retry.count(".") >= 3, with_retry
     assert wer(reference, with_retry).errors < wer(reference, without_retry).errors, with_retry
 
