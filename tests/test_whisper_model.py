@@ -246,6 +246,29 @@ def test_draft_tokens_make_decoding_cheaper_not_different(float_recognizer, utte
     assert right_calls < plain_calls / 2, (right_calls, plain_calls)
 
 
+@needs_data
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_traced_decoder_layers_decode_as_the_eager_ones() -> None:
+    """Greedy decoding runs a TorchScript copy of the decoder's layers: with the int8
+    weights the engine uses, it gives the eager layers' tokens, word times and
+    probabilities, with and without a draft (calls over one token and over several)."""
+    recognizer = load_recognizer("tiny.en")
+    audio = _utterance("1088-134315-0000")
+    assert recognizer.decoder_layers is not None
+    traced = recognizer.transcribe(audio)
+    drafted = recognizer.transcribe(audio, draft=traced.tokens[:-3])
+    recognizer.decoder_layers = None  # the decoder's own Python layers
+    eager = recognizer.transcribe(audio)
+    eager_drafted = recognizer.transcribe(audio, draft=traced.tokens[:-3])
+    assert len(eager.tokens) > 10
+    for fast, slow in ((traced, eager), (drafted, eager_drafted)):
+        assert fast.tokens == slow.tokens
+        assert [(w.text, w.start, w.end) for w in fast.words] == [(w.text, w.start, w.end) for w in slow.words]
+        assert [w.probability for w in fast.words] == pytest.approx([w.probability for w in slow.words], abs=1e-4)
+        assert fast.avg_logprob == pytest.approx(slow.avg_logprob, abs=1e-4)
+
+
 # --- model resolution and openai .pt checkpoints ---------------------------------------------
 
 

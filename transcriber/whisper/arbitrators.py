@@ -268,7 +268,7 @@ def _attention_on(block: ResidualAttentionBlock, x: Tensor, h: Tensor, keep: Ten
     q = attn.split_heads(attn.query(h[kept][None]))
     k = attn.split_heads(attn.key(h[None]))
     v = attn.split_heads(attn.value(h[None]))
-    out, _ = attn.attend(q, k, v, causal=False, want_weights=False)
+    out, _ = attn.attend(q, k, v, want_weights=False)
     x = x + attn.out(out)[0][borrowed_from(keep)]
     frames, d = x.shape
     n = kept.numel()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from transcriber.whisper.arbitrators import Arbitrators, GatedAudioEncoder
 from transcriber.whisper.audio_features import ENCODER_POSITIONS_PER_SECOND, SAMPLE_RATE, log_mel_spectrogram
 from transcriber.whisper.local_attention import SlidingWindowEncoder
-from transcriber.whisper.model import AudioEncoder, DecoderCache, Whisper
+from transcriber.whisper.model import AudioEncoder, DecoderCache, LayerStack, Whisper, traced_layers
 from transcriber.whisper.tokenizer import WhisperTokenizer
 
 # draft tokens proposed per decoder call (see WhisperRecognizer._greedy)
@@ -169,6 +169,9 @@ class WhisperRecognizer:
         self.suppress_mask = torch.zeros(vocab, dtype=torch.bool)
         self.suppress_mask[[t for t in suppress if t < vocab]] = True
         self.suppress_begin = [t for t in suppress_at_begin if t < vocab]
+        # greedy decoding calls the decoder once for every few tokens: the traced layers
+        # take half the time (model.traced_layers); None runs the decoder's own
+        self.decoder_layers: LayerStack | None = traced_layers(model.decoder)
 
     def set_arbitrators(self, arbitrators: Arbitrators | None) -> None:
         """Switch the encoder's operating point (None: every sub-block runs)."""
@@ -268,7 +271,7 @@ class WhisperRecognizer:
         max_tokens = min(int(10 + 12 * audio_seconds) - len(prefix), self.model.dims.n_text_ctx - len(context) - 1)
         cache = audio_cache.fresh()
         decoder = self.model.decoder
-        hidden, _ = decoder(torch.tensor([context]), cache)
+        hidden, _ = decoder(torch.tensor([context]), cache, layers=self.decoder_layers)
         tokens_run = len(context)
         no_speech_prob = float(decoder.logits(hidden[0, len(history)]).float().softmax(-1)[tok.no_speech])
         pending = [decoder.logits(hidden[0, -1])]  # scores of the next positions
@@ -298,7 +301,7 @@ class WhisperRecognizer:
             if proposed:  # the proposal ends here: its other tokens leave the cache
                 cache.truncate(cache.length - len(proposed))
             proposed = propose(draft, [t for t in sampled if t < tok.eot], min(DRAFT_TOKENS, max_tokens - step - 2))
-            hidden, _ = decoder(torch.tensor([[token, *proposed]]), cache)
+            hidden, _ = decoder(torch.tensor([[token, *proposed]]), cache, layers=self.decoder_layers)
             tokens_run += 1 + len(proposed)
             pending = list(decoder.logits(hidden[0]))
         tokens = [t for t in sampled[len(forced) :] if t < tok.eot]
@@ -362,7 +365,7 @@ class WhisperRecognizer:
         hidden, cross = self.model.decoder(sequence, audio_cache.fresh(), want_cross_weights=True)
         token_probs = self.model.decoder.logits(hidden[0, len(prefix) - 1 : -1]).float().softmax(-1)
         probs = token_probs[torch.arange(len(tokens) + 1), torch.tensor([*tokens, tok.eot])]
-        n_frames = max(1, min(audio_cache.cross_keys[0].shape[-2], round(audio_seconds * ENCODER_POSITIONS_PER_SECOND)))
+        n_frames = max(1, min(audio_cache.audio_positions, round(audio_seconds * ENCODER_POSITIONS_PER_SECOND)))
         weights = torch.stack([cross[layer][0, head] for layer, head in self.model.alignment_heads])
         weights = weights[:, :, :n_frames].float()
         weights = (weights - weights.mean(dim=-2, keepdim=True)) / (weights.std(dim=-2, keepdim=True) + 1e-8)
