@@ -450,6 +450,24 @@ def test_pyannote_sample_diarization(engine_factory) -> None:
 
 
 @needs_shared_data
+def test_quiet_stretches_of_a_meeting_are_not_given_to_a_speaker(engine_factory) -> None:
+    """AMI excerpt trn01: 28 s of room noise and far-off talk before a burst of
+    speech. webrtcvad hears voice in most of it; one turn ran 12 s around the two
+    words "Yeah, you" (DER false alarm 19.9 s). Turns are shown around their words."""
+    from transcriber.engine.transducer import TransducerConfig
+    from transcriber.evaluation.data import read_rttm, read_uem
+    from transcriber.evaluation.metrics import der, transcript_to_segments
+
+    folder = SHARED_DATA / "sessions/pyannote_ami_debug"
+    audio, _ = sf.read(folder / "trn01.flac", dtype="float32")
+    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    result = der(read_rttm(folder / "trn01.rttm"), transcript_to_segments(transcript), read_uem(folder / "trn01.uem"))
+    assert result.false_alarm < 8.0, result  # 3.6 s on 2026-11-29
+    # no word is stretched over the quiet ("Yeah," ran from 5.5 to 17.3 s)
+    assert max(w.end - w.start for turn in transcript.turns for w in turn.words) <= 1.41
+
+
+@needs_shared_data
 @pytest.mark.slow
 def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> None:
     """Fast telephone turn-taking: one 8 s turn came out as "Hello." from both passes

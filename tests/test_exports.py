@@ -150,7 +150,7 @@ def test_rttm_round_trip(transcript: Transcript, tmp_path: Path) -> None:
     path = tmp_path / "meeting.rttm"
     exporters.write_rttm(transcript, path)
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == len(transcript.turns)
+    assert len(lines) == len(transcript.turns)  # no turn of the fixture pauses for 1 s between words
     for line in lines:
         fields = line.split()
         assert len(fields) == 10
@@ -160,10 +160,27 @@ def test_rttm_round_trip(transcript: Transcript, tmp_path: Path) -> None:
     for turn, read in zip(transcript.sorted_turns(), back.sorted_turns(), strict=True):
         assert read.speaker == transcript.display_name(turn.speaker).replace(" ", "_")
         assert read.channel == turn.channel
-        assert read.start == pytest.approx(turn.start, abs=1e-3)
-        assert read.end == pytest.approx(turn.end, abs=1e-3)
+        ((start, end),) = turn.speech_spans()
+        assert read.start == pytest.approx(start, abs=1e-3)
+        assert read.end == pytest.approx(end, abs=1e-3)
         assert read.words == []
+    # turn 4's words end at 31.9 s: its last second is not shown as speech
+    assert back.sorted_turns()[3].end == pytest.approx(32.4)
     assert back.speakers == ["Alice_Smith", "S2", "S3"]
+
+
+def test_rttm_gives_where_the_speaker_is_heard() -> None:
+    """A turn that the VAD kept open over long silence between its words (far-off talk,
+    room noise) is two stretches of speech in RTTM; a turn without words stays whole."""
+    words = [Word("Yeah,", 5.6, 5.9), Word("right.", 6.0, 6.3), Word("Okay.", 16.8, 17.2)]
+    transcript = Transcript(turns=[Turn(1, "S1", 0, 5.5, 17.3, words), Turn(2, "S2", 0, 20.0, 21.0, [])])
+    assert transcript.turns[0].speech_spans() == [(5.5, pytest.approx(6.8)), (pytest.approx(16.3), 17.3)]
+    rows = [line.split() for line in exporters.render_rttm(transcript, uri="m").splitlines()]
+    assert [(r[7], float(r[3]), float(r[4])) for r in rows] == [
+        ("S1", 5.5, 1.3),
+        ("S1", 16.3, 1.0),
+        ("S2", 20.0, 1.0),
+    ]
 
 
 def test_rttm_uri_argument(transcript: Transcript) -> None:

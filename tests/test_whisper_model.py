@@ -14,7 +14,7 @@ import torch
 
 from transcriber.whisper.audio_features import SAMPLE_RATE, log_mel_spectrogram
 from transcriber.whisper.ctranslate2_format import load_variables
-from transcriber.whisper.decoding import propose
+from transcriber.whisper.decoding import LONG_WORD_SECONDS, TimedWord, propose, shorten_long_words
 from transcriber.whisper.loading import (
     ModelNotFoundError,
     ctranslate2_to_state_dict,
@@ -270,6 +270,25 @@ def test_traced_decoder_layers_decode_as_the_eager_ones() -> None:
 
 
 # --- model resolution and openai .pt checkpoints ---------------------------------------------
+
+
+@needs_data
+def test_a_word_stretched_over_a_pause_keeps_its_loud_part() -> None:
+    """The alignment can give a word all of a pause before it: the word is cut to the
+    loudest stretch of its span, where the speech is."""
+    speech = _utterance("jfk")
+    audio = np.concatenate([np.zeros(6 * SAMPLE_RATE, dtype=np.float32), speech])
+    onset = 6.0 + float(np.argmax(np.abs(speech) > 0.1 * np.abs(speech).max())) / SAMPLE_RATE
+    after = [
+        TimedWord(text, onset + 0.3 * i, onset + 0.3 * (i + 1), 0.9)
+        for i, text in enumerate("so, my fellow".split(), 1)
+    ]
+    words = [TimedWord("And", 0.2, onset + 0.3, 0.9), *after]
+    first, *rest = shorten_long_words(words, audio)
+    assert first.end - first.start == pytest.approx(LONG_WORD_SECONDS)
+    assert first.end == pytest.approx(words[0].end, abs=0.02)  # the part with the speech, not the silence
+    assert rest == after
+    assert shorten_long_words(after, audio) == after  # words of ordinary length stay
 
 
 def test_unknown_model_name_is_explained() -> None:

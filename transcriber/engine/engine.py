@@ -178,6 +178,10 @@ class EngineConfig:
     # pyannote sample 21.3 -> 19.7 %, AMI excerpts 44.5 -> 45.4 % (their annotated
     # turns are wider than far-field voice); at 0 s, 0L 1.3 %, AMI 46.1 %
     voice_edge_seconds: float = 0.1
+    # a finished turn is shown no further than this beyond its first and last words:
+    # webrtcvad takes far-off talk and room noise for voice, and a turn of two words
+    # ran 12 s (AMI excerpts). Measured in the README ("What moved")
+    words_edge_seconds: float | None = 0.5
     # turns closer than this share their second pass (see module docstring)
     stretch_gap: float = 1.0
     # fewer words than this per second of a turn: the turn is decoded again on its own
@@ -476,7 +480,8 @@ class StreamingEngine:
         self._charge_step(output.cost)
         events += self._word_events(turn, output.committed, [])
         turn.end = end
-        events.append(TurnEnded(turn.turn_id, self.channel, turn.speaker or "S?", *_shown_span(turn)))
+        shown = _around_words(_shown_span(turn), turn.transducer.committed, self.config.words_edge_seconds)
+        events.append(TurnEnded(turn.turn_id, self.channel, turn.speaker or "S?", *shown))
         closed = _ClosedTurn(
             turn.turn_id,
             turn.speaker or "S?",
@@ -960,6 +965,17 @@ def _shown_span(turn: _Turn) -> tuple[float, float]:
     if end is None:  # still open
         return start, start
     return min(start, end), end
+
+
+def _around_words(span: tuple[float, float], words: list[TimedWord], edge: float | None) -> tuple[float, float]:
+    """``span`` narrowed to ``edge`` seconds before the first word and after the last
+    (unchanged without words, or when ``edge`` is None)."""
+    start, end = span
+    if not words or edge is None:
+        return span
+    first, last = min(w.start for w in words) - edge, max(w.end for w in words) + edge
+    start, end = max(start, min(first, end)), min(end, max(last, start))
+    return start, max(start, end)
 
 
 def _within(words: list[TimedWord], start: float, end: float) -> list[TimedWord]:

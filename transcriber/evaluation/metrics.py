@@ -342,11 +342,11 @@ def transcript_to_seglst(transcript: Transcript, session_id: str) -> SegLST:
 
 
 def transcript_to_segments(transcript: Transcript) -> list[SpeakerSegment]:
-    """Speaker turns as diarization segments (turns of zero length are left out)."""
+    """Where each speaker is heard, as the RTTM export gives it (``Turn.speech_spans``)."""
     return [
-        SpeakerSegment(turn.speaker, turn.start, turn.end)
+        SpeakerSegment(turn.speaker, start, end)
         for turn in transcript.sorted_turns()
-        if turn.end > turn.start
+        for start, end in turn.speech_spans()
     ]
 
 

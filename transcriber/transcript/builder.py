@@ -205,6 +205,7 @@ class TranscriptBuilder:
         else:
             turn.words.extend(event.words)
         for word in event.words:
+            turn.start = min(turn.start, word.start)
             turn.end = max(turn.end, word.end)
             self._see(word.end)
         # The old partial covered these words; keeping it would show them twice

@@ -231,12 +231,13 @@ def render_rttm(transcript: Transcript, uri: str | None = None) -> str:
     uri = _token(uri, "audio") if uri else default_uri(transcript)
     lines = []
     for turn in transcript.sorted_turns():
-        duration = max(0.0, turn.end - turn.start)
         speaker = _speaker_token(transcript, turn)
-        lines.append(
-            f"SPEAKER {uri} {turn.channel + 1} {_seconds(turn.start)} {_seconds(duration)} "
-            f"<NA> <NA> {speaker} <NA> <NA>"
-        )
+        # where the speaker is heard: a turn can hold long stretches without words
+        for start, end in turn.speech_spans():
+            lines.append(
+                f"SPEAKER {uri} {turn.channel + 1} {_seconds(start)} {_seconds(end - start)} "
+                f"<NA> <NA> {speaker} <NA> <NA>"
+            )
     return "".join(line + "\n" for line in lines)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from transcriber.whisper.tokenizer import WhisperTokenizer
 
 # draft tokens proposed per decoder call (see WhisperRecognizer._greedy)
 DRAFT_TOKENS = 7
+# a word is at most this long before shorten_long_words cuts it (whisper: 2 x median)
+LONG_WORD_SECONDS = 1.0
 PUNCTUATION = set("\"'“¿([{-.。,，!！?？:：”)]}、")
 
 
@@ -137,6 +139,42 @@ def propose(draft: list[int], text: list[int], limit: int) -> list[int]:
     return []
 
 
+def shorten_long_words(words: list[TimedWord], audio: np.ndarray) -> list[TimedWord]:
+    """Words the alignment stretched over a pause, cut to the loudest part of their span.
+
+    Dynamic time warping must give every frame to some word, so a word next to a
+    pause or to noise can take all of it (an AMI excerpt: "Yeah," from 5.5 to 17.3 s,
+    said at its end). openai-whisper's ``timing.py`` cuts such words to twice the
+    median word length (at most 1.4 s), keeping the side away from a sentence end;
+    here the limit is at least ``LONG_WORD_SECONDS`` and the part kept is the loudest.
+    """
+    durations = [w.end - w.start for w in words if w.end > w.start]
+    if not durations:
+        return words
+    limit = max(LONG_WORD_SECONDS, 2 * min(0.7, float(np.median(durations))))
+    shortened = []
+    for word in words:
+        if word.end - word.start > limit:
+            start = loudest_stretch(audio, word.start, word.end, limit)
+            word = replace(word, start=start, end=start + limit)
+        shortened.append(word)
+    return shortened
+
+
+def loudest_stretch(audio: np.ndarray, start: float, end: float, seconds: float) -> float:
+    """Where the ``seconds`` of ``audio`` inside [start, end] with the most energy begin
+    (times in seconds from the start of ``audio``; 10 ms steps)."""
+    step = SAMPLE_RATE // 100
+    first, last = int(start * 100), min(int(end * 100), len(audio) // step)
+    width = max(1, round(seconds * 100))
+    if last - first <= width:
+        return start
+    frames = audio[first * step : last * step].reshape(-1, step)
+    energy = np.concatenate([[0.0], np.cumsum(np.square(frames, dtype=np.float64).sum(axis=1))])
+    sums = energy[width:] - energy[:-width]
+    return (first + int(np.argmax(sums))) / 100
+
+
 def _words_after(words: list[TimedWord], n_tokens: int) -> list[TimedWord]:
     """The words that follow the first ``n_tokens`` tokens."""
     seen = 0
@@ -235,7 +273,7 @@ class WhisperRecognizer:
         result = self._greedy(audio_cache, prompt or [], prefix, len(audio) / SAMPLE_RATE, draft or [])
         if with_words and result.tokens:
             words = self._align(audio_cache, [*prefix, *result.tokens], len(audio) / SAMPLE_RATE)
-            result.words = [w for w in _words_after(words, len(prefix)) if w.text]
+            result.words = shorten_long_words([w for w in _words_after(words, len(prefix)) if w.text], audio)
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
