@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from transcriber.engine.quiet import quietest_moment
-from transcriber.whisper.decoding import TimedWord, WhisperRecognizer, WindowResult
+from transcriber.whisper.decoding import TimedWord, WhisperRecognizer, WindowResult, shorten_long_words
 
 SAMPLE_RATE = 16000
 # a word that starts this close to a cut in the audio is probably clipped by it
@@ -417,7 +417,7 @@ class SecondPass:
             kept = heard if skipped else self._without_invented(words or [], heard)
             kept, fill_cost = self._fill_long_words(kept, section, section_start, heard)
             cost.add(fill_cost)
-            revised.extend(kept)
+            revised.extend(shorten_long_words(kept, section, section_start))
         revised.extend(w for w in streamed if (w.start + w.end) / 2 >= end)
         return revised, cost
 
@@ -571,10 +571,13 @@ class SecondPass:
         tokens of the streaming words, which speed decoding up where they are right."""
         prompt = _prompt_tokens(self.recognizer, self.config, context)
         window = self.config.revision_window_seconds
-        result = self.recognizer.transcribe(audio, prompt=prompt, window_seconds=window, draft=draft)
+        # words stay as long as the alignment made them: _fill_long_words looks for them
+        result = self.recognizer.transcribe(
+            audio, prompt=prompt, window_seconds=window, draft=draft, shorten_words=False
+        )
         cost = StepCost.of(result)
         if self.config.revision_window_seconds > 0 and _unpunctuated(result.text, self.config.unpunctuated_retry_words):
-            retry = self.recognizer.transcribe(audio, prompt=prompt, draft=result.tokens)
+            retry = self.recognizer.transcribe(audio, prompt=prompt, draft=result.tokens, shorten_words=False)
             cost.add(StepCost.of(retry))
             if retry.avg_logprob > result.avg_logprob:
                 result = retry

@@ -139,7 +139,7 @@ def propose(draft: list[int], text: list[int], limit: int) -> list[int]:
     return []
 
 
-def shorten_long_words(words: list[TimedWord], audio: np.ndarray) -> list[TimedWord]:
+def shorten_long_words(words: list[TimedWord], audio: np.ndarray, offset: float = 0.0) -> list[TimedWord]:
     """Words the alignment stretched over a pause, cut to the loudest part of their span.
 
     Dynamic time warping must give every frame to some word, so a word next to a
@@ -147,6 +147,7 @@ def shorten_long_words(words: list[TimedWord], audio: np.ndarray) -> list[TimedW
     said at its end). openai-whisper's ``timing.py`` cuts such words to twice the
     median word length (at most 1.4 s), keeping the side away from a sentence end;
     here the limit is at least ``LONG_WORD_SECONDS`` and the part kept is the loudest.
+    ``offset``: the time of ``audio``'s first sample on the words' clock.
     """
     durations = [w.end - w.start for w in words if w.end > w.start]
     if not durations:
@@ -155,7 +156,7 @@ def shorten_long_words(words: list[TimedWord], audio: np.ndarray) -> list[TimedW
     shortened = []
     for word in words:
         if word.end - word.start > limit:
-            start = loudest_stretch(audio, word.start, word.end, limit)
+            start = offset + loudest_stretch(audio, word.start - offset, word.end - offset, limit)
             word = replace(word, start=start, end=start + limit)
         shortened.append(word)
     return shortened
@@ -257,12 +258,14 @@ class WhisperRecognizer:
         with_words: bool = True,
         window_seconds: float = 0.0,
         draft: list[int] | None = None,
+        shorten_words: bool = True,
     ) -> WindowResult:
         """Decode ``audio``; ``prompt`` is earlier text, given to the decoder as context;
         ``prefix`` is text the window is known to start with: only what follows is returned;
         ``window_seconds``: encode at least this much (the audio, then silence);
         ``draft``: text tokens the window probably says (an earlier decode of much the
-        same audio), which make decoding faster where they are right."""
+        same audio), which make decoding faster where they are right;
+        ``shorten_words``: words stretched over a pause are cut (``shorten_long_words``)."""
         prefix = prefix or []
         started = time.perf_counter()
         features = self.encode(audio, window_seconds)
@@ -273,7 +276,9 @@ class WhisperRecognizer:
         result = self._greedy(audio_cache, prompt or [], prefix, len(audio) / SAMPLE_RATE, draft or [])
         if with_words and result.tokens:
             words = self._align(audio_cache, [*prefix, *result.tokens], len(audio) / SAMPLE_RATE)
-            result.words = shorten_long_words([w for w in _words_after(words, len(prefix)) if w.text], audio)
+            result.words = [w for w in _words_after(words, len(prefix)) if w.text]
+            if shorten_words:
+                result.words = shorten_long_words(result.words, audio)
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
