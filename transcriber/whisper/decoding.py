@@ -26,7 +26,7 @@ from transcriber.whisper.tokenizer import WhisperTokenizer
 
 # draft tokens proposed per decoder call (see WhisperRecognizer._greedy)
 DRAFT_TOKENS = 7
-# a word is at most this long before shorten_long_words cuts it (whisper: 2 x median)
+# shorten_long_words leaves words up to this long alone (whisper's bar: 2 x median)
 LONG_WORD_SECONDS = 1.0
 PUNCTUATION = set("\"'“¿([{-.。,，!！?？:：”)]}、")
 
@@ -166,10 +166,10 @@ def loudest_stretch(audio: np.ndarray, start: float, end: float, seconds: float)
     """Where the ``seconds`` of ``audio`` inside [start, end] with the most energy begin
     (times in seconds from the start of ``audio``; 10 ms steps)."""
     step = SAMPLE_RATE // 100
-    first, last = int(start * 100), min(int(end * 100), len(audio) // step)
+    first, last = max(0, int(start * 100)), min(int(end * 100), len(audio) // step)
     width = max(1, round(seconds * 100))
     if last - first <= width:
-        return start
+        return max(start, first / 100)
     frames = audio[first * step : last * step].reshape(-1, step)
     energy = np.concatenate([[0.0], np.cumsum(np.square(frames, dtype=np.float64).sum(axis=1))])
     sums = energy[width:] - energy[:-width]
