@@ -80,7 +80,7 @@ from transcriber.engine.transducer import (
     word_matcher,
 )
 from transcriber.engine.vad import SpeechEnd, SpeechStart, StreamingVad
-from transcriber.transcript.model import Word
+from transcriber.transcript.model import SPEECH_EDGE_SECONDS, Word
 from transcriber.whisper.arbitrators import GatedAudioEncoder, arbitrators_for_budget, default_arbitrators
 from transcriber.whisper.decoding import TimedWord, WhisperRecognizer
 from transcriber.whisper.loading import DEFAULT_MODEL
@@ -180,8 +180,9 @@ class EngineConfig:
     voice_edge_seconds: float = 0.1
     # a finished turn is shown no further than this beyond its first and last words:
     # webrtcvad takes far-off talk and room noise for voice, and a turn of two words
-    # ran 12 s (AMI excerpts). Measured in the README ("What moved")
-    words_edge_seconds: float | None = 0.5
+    # ran 12 s (AMI excerpts). The same edge as the RTTM export's speech spans
+    # (Turn.speech_spans). Measured in the README ("What moved")
+    words_edge_seconds: float | None = SPEECH_EDGE_SECONDS
     # turns closer than this share their second pass (see module docstring)
     stretch_gap: float = 1.0
     # fewer words than this per second of a turn: the turn is decoded again on its own

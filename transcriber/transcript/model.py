@@ -65,13 +65,16 @@ class Turn:
         if not self.words:
             return [(self.start, self.end)] if self.end > self.start else []
         spans: list[list[float]] = []
+        words_end = 0.0  # where the words of the last span end
         for word in sorted(self.words, key=lambda w: w.start):
             start, end = max(self.start, word.start - edge), min(self.end, max(word.end, word.start) + edge)
-            if spans and word.start - spans[-1][2] < gap:
-                spans[-1][1], spans[-1][2] = max(spans[-1][1], end), max(spans[-1][2], word.end)
+            if spans and word.start - words_end < gap:
+                spans[-1][1] = max(spans[-1][1], end)
+                words_end = max(words_end, word.end)
             else:
-                spans.append([start, end, word.end])
-        return [(start, end) for start, end, _ in spans if end > start]
+                spans.append([start, end])
+                words_end = word.end
+        return [(start, end) for start, end in spans if end > start]
 
     def to_dict(self) -> dict[str, Any]:
         return {
