@@ -21,6 +21,7 @@ against 0.83 / 0.80). It costs 5-7 times GE2E's time per second of audio.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import warnings
 from collections import OrderedDict
@@ -40,6 +41,12 @@ HOP_LENGTH = 160  # 10 ms
 N_MELS = 80
 EMBEDDING = 192
 WINDOW_BATCH = 8
+# one-pass windows (FrameLevelCAMPPlus) go through the network in chunks of this many
+# frames, with this many more on either side for context: memory stays bounded on a
+# turn of many minutes (the first layers hold 32 x 80 values a frame). Both even, so
+# that chunks meet on the TDNN's stride of 2
+CHUNK_FRAMES = 3000
+CHUNK_MARGIN_FRAMES = 200
 MIN_SECONDS = 0.5  # shorter audio is repeated up to this length: the network needs some frames
 WEIGHTS = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
 
@@ -150,7 +157,11 @@ class _TDNN(nn.Module):
 
 class _CAMLayer(nn.Module):
     """A dilated convolution masked by context: the mean over the whole input plus the
-    mean over its 100-frame (after striding: 2 s) segment."""
+    mean over its 100-frame (after striding: 2 s) segment.
+
+    With ``sliding_context`` set (``FrameLevelCAMPPlus``), each frame's context is twice
+    the mean over that many frames around it instead: what a window of that length
+    would have as both means, when each window is a network input of its own."""
 
     def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int, segment: int = 100):
         super().__init__()
@@ -161,13 +172,28 @@ class _CAMLayer(nn.Module):
         self.linear1 = _Pointwise(bn_channels, bn_channels // 2)
         self.linear2 = _Pointwise(bn_channels // 2, out_channels)
         self.segment = segment
+        self.sliding_context: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         local = self.linear_local(x)
+        if self.sliding_context is not None:
+            context = 2 * _sliding_mean(x, self.sliding_context)
+            return local * torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
         segments = F.avg_pool1d(x, self.segment, self.segment, ceil_mode=True)
         per_frame = segments.repeat_interleave(self.segment, dim=-1)[..., : x.shape[-1]]
         context = x.mean(-1, keepdim=True) + per_frame
         return local * torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
+
+
+def _sliding_mean(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch, channels, time): each frame's mean over ``frames`` frames centred on it
+    (fewer at the edges: padding is not counted)."""
+    frames = frames | 1  # odd: centred
+    # from running sums: avg_pool1d over 51 frames took half the network's time
+    half = frames // 2
+    sums = F.pad(x, (half + 1, half)).cumsum(-1)
+    counts = F.pad(torch.ones_like(x[:, :1]), (half + 1, half)).cumsum(-1)
+    return (sums[..., frames:] - sums[..., :-frames]) / (counts[..., frames:] - counts[..., :-frames])
 
 
 class _DenseLayer(nn.Module):
@@ -248,6 +274,33 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(features.transpose(1, 2)))
 
 
+class FrameLevelCAMPPlus(nn.Module):
+    """CAM++ up to its statistics pooling, run once over a whole stretch, each frame with
+    the context that a window of ``window_frames`` 10 ms frames centred on it would give
+    it: the frames of sliding windows, computed once instead of once per window holding
+    them (four times for 1 s windows every 0.25 s). A window's embedding is then its
+    frames' statistics through the last layer. Not the numbers of windows embedded
+    apart (their fbank mean, context means and zero-padded edges differ): on 40 shared
+    utterances of 40 speakers, 1 s windows every 0.25 s, cosine to those 0.94 on
+    average; equal error rate between windows of one speaker and of two 5.6 % (apart:
+    7.0 %), with the same means (one speaker 0.73 / 0.72, two 0.51 / 0.50)."""
+
+    def __init__(self, net: CAMPPlus, window_frames: int):
+        super().__init__()
+        net = copy.deepcopy(net)
+        for module in net.modules():
+            if isinstance(module, _CAMLayer):
+                module.sliding_context = -(-window_frames // 2)  # after the TDNN's stride of 2
+        self.head = net.head
+        self.trunk = nn.Sequential(
+            OrderedDict((name, layer) for name, layer in net.xvector.named_children() if name not in ("stats", "dense"))
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(1, frames, 80) fbank -> (1, channels, ceil(frames / 2)) pooling inputs."""
+        return self.trunk(self.head(features.transpose(1, 2)))
+
+
 def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
     """Fold every batch norm that directly follows a convolution into it (inference only:
     the norms' running statistics are constants). The same numbers to about 1e-5; the
@@ -267,14 +320,14 @@ def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
     return net
 
 
-def frozen(net: CAMPPlus) -> torch.jit.ScriptModule:
+def frozen(net: nn.Module, example_frames: int = 150) -> torch.jit.ScriptModule:
     """The network traced, frozen and optimised for inference by TorchScript: one graph
     instead of about a thousand Python-dispatched operations per call, with the
     convolutions and their activations fused. Inputs of any batch size and length give
     the eager network's numbers (to about 1e-5: tests/test_campplus.py); a 1.5 s
     embedding 63-69 -> 44 ms, a batch of eight 1 s windows 187-209 -> 129-139 ms on 2
     cores."""
-    example = torch.zeros(1, 150, N_MELS)
+    example = torch.zeros(1, example_frames, N_MELS)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warns that shapes become graph constants: none do here
         traced = torch.jit.trace(net.eval(), (example,), check_trace=False)
@@ -317,14 +370,17 @@ class CamPlusPlusEncoder:
         net = fold_batch_norms(net.eval())
         self.flops_per_frame = _flops_per_frame(net)
         self.net = frozen(net)
+        self._eager = net  # for the one-pass window networks, traced when first needed
+        self._frame_level: dict[int, torch.jit.ScriptModule] = {}
         self.score_floor = score_floor
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
         self.flops_per_second = self.flops_per_frame * SAMPLE_RATE / HOP_LENGTH
 
     def windows_flops_per_second(self, window_seconds: float, hop_seconds: float) -> float:
-        """FLOPs of ``embed_windows`` per second of audio: each frame is in window / hop windows."""
-        return self.flops_per_second * window_seconds / hop_seconds
+        """FLOPs of ``embed_windows`` per second of audio: each frame goes through the
+        network once (the pooling of each window is negligible)."""
+        return self.flops_per_second
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         unit = raw / np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
@@ -356,7 +412,57 @@ class CamPlusPlusEncoder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sliding-window embeddings, as SpeakerEncoder.embed_windows: (centre times in
         seconds from the start of ``audio``, (n, d) unit rows); the last window ends at
-        the end; audio shorter than one window gives one window over all of it."""
+        the end; audio shorter than one window gives one window over all of it.
+        Computed in one pass (FrameLevelCAMPPlus); ``embed_windows_apart`` embeds each
+        window on its own."""
+        window_seconds = window_seconds or self.window_seconds
+        hop_seconds = hop_seconds or self.hop_seconds
+        features = fbank(self._long_enough(audio))
+        starts, win = window_starts(len(features), window_seconds, hop_seconds)
+        if len(starts) == 1:
+            embeddings = self._forward(features[None])
+        else:
+            embeddings = self._calibrated(self._pooled(self._frames(features, win), starts, win))
+        return _window_times(starts, win), embeddings
+
+    @torch.no_grad()
+    def _frames(self, features: np.ndarray, window_frames: int) -> torch.Tensor:
+        """(channels, ceil(frames / 2)): the pooling inputs of every frame, each frame's
+        fbank less its mean over a window around it, in chunks."""
+        if window_frames not in self._frame_level:
+            self._frame_level[window_frames] = frozen(FrameLevelCAMPPlus(self._eager, window_frames), 300)
+        network = self._frame_level[window_frames]
+        x = torch.from_numpy(features).T[None]
+        x = (x - _sliding_mean(x, window_frames)[..., : x.shape[-1]])[0].T.contiguous()
+        n = len(features)
+        pieces = []
+        for start in range(0, n, CHUNK_FRAMES):
+            end = min(n, start + CHUNK_FRAMES)
+            first, last = max(0, start - CHUNK_MARGIN_FRAMES), min(n, end + CHUNK_MARGIN_FRAMES)
+            out = network(x[first:last][None])[0]
+            pieces.append(out[:, (start - first) // 2 : -(-(end - first) // 2)])
+        return torch.cat(pieces, dim=-1)
+
+    @torch.no_grad()
+    def _pooled(self, frames: torch.Tensor, starts: list[int], window_frames: int) -> np.ndarray:
+        """Raw embeddings of the windows at ``starts`` from their frames' mean and
+        standard deviation (running sums in float64: no window is summed twice)."""
+        x = frames.double()
+        sums = F.pad(x.cumsum(-1), (1, 0))
+        squares = F.pad((x * x).cumsum(-1), (1, 0))
+        first = torch.tensor([s // 2 for s in starts])
+        last = torch.clamp(first + -(-window_frames // 2), max=x.shape[-1])
+        count = (last - first).double()
+        mean = (sums[:, last] - sums[:, first]) / count
+        variance = (squares[:, last] - squares[:, first] - count * mean**2) / (count - 1).clamp(min=1)
+        statistics = torch.cat([mean, variance.clamp(min=0).sqrt()]).T.float()
+        return self._eager.xvector.dense(statistics).numpy()
+
+    def embed_windows_apart(
+        self, audio: np.ndarray, window_seconds: float | None = None, hop_seconds: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_windows``, with each window embedded on its own, as the network was
+        trained: four times the cost for 1 s windows every 0.25 s."""
         window_seconds = window_seconds or self.window_seconds
         hop_seconds = hop_seconds or self.hop_seconds
         features = fbank(self._long_enough(audio))
@@ -369,6 +475,10 @@ class CamPlusPlusEncoder:
                 for i in range(0, len(starts), WINDOW_BATCH)
             ]
         )
-        # Kaldi frames are not centred: frame i covers [i x 10 ms, i x 10 ms + 25 ms).
-        times = (np.array(starts) + win / 2) * HOP_LENGTH / SAMPLE_RATE + 0.0075
-        return times, embeddings
+        return _window_times(starts, win), embeddings
+
+
+def _window_times(starts: list[int], window_frames: int) -> np.ndarray:
+    """Centre times in seconds of windows of ``window_frames`` frames at ``starts``."""
+    # Kaldi frames are not centred: frame i covers [i x 10 ms, i x 10 ms + 25 ms).
+    return (np.array(starts) + window_frames / 2) * HOP_LENGTH / SAMPLE_RATE + 0.0075
