@@ -25,6 +25,7 @@ import copy
 import importlib.util
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import kaldi_native_fbank as knf
@@ -422,40 +423,57 @@ class CamPlusPlusEncoder:
         if len(starts) == 1:
             embeddings = self._forward(features[None])
         else:
-            embeddings = self._calibrated(self._pooled(self._frames(features, win), starts, win))
+            chunks = self._frames(features, win)
+            embeddings = self._calibrated(self._pooled(chunks, len(features), starts, win))
         return _window_times(starts, win), embeddings
 
     @torch.no_grad()
-    def _frames(self, features: np.ndarray, window_frames: int) -> torch.Tensor:
-        """(channels, ceil(frames / 2)): the pooling inputs of every frame, each frame's
-        fbank less its mean over a window around it, in chunks."""
+    def _frames(self, features: np.ndarray, window_frames: int) -> Iterator[torch.Tensor]:
+        """The pooling inputs of every frame, chunk by chunk: (channels, frames) pieces
+        that together hold ceil(frames / 2); each frame's fbank less its mean over a
+        window around it."""
         if window_frames not in self._frame_level:
+            # traced on first use (about 4 s on 2 cores), not at load
             self._frame_level[window_frames] = frozen(FrameLevelCAMPPlus(self._eager, window_frames), 300)
         network = self._frame_level[window_frames]
         x = torch.from_numpy(features).T[None]
-        x = (x - _sliding_mean(x, window_frames)[..., : x.shape[-1]])[0].T.contiguous()
+        x = (x - _sliding_mean(x, window_frames))[0].T.contiguous()
         n = len(features)
-        pieces = []
         for start in range(0, n, CHUNK_FRAMES):
             end = min(n, start + CHUNK_FRAMES)
             first, last = max(0, start - CHUNK_MARGIN_FRAMES), min(n, end + CHUNK_MARGIN_FRAMES)
             out = network(x[first:last][None])[0]
-            pieces.append(out[:, (start - first) // 2 : -(-(end - first) // 2)])
-        return torch.cat(pieces, dim=-1)
+            yield out[:, (start - first) // 2 : -(-(end - first) // 2)]
 
     @torch.no_grad()
-    def _pooled(self, frames: torch.Tensor, starts: list[int], window_frames: int) -> np.ndarray:
-        """Raw embeddings of the windows at ``starts`` from their frames' mean and
-        standard deviation (running sums in float64: no window is summed twice)."""
-        x = frames.double()
-        sums = F.pad(x.cumsum(-1), (1, 0))
-        squares = F.pad((x * x).cumsum(-1), (1, 0))
-        first = torch.tensor([s // 2 for s in starts])
-        last = torch.clamp(first + -(-window_frames // 2), max=x.shape[-1])
-        count = (last - first).double()
-        mean = (sums[:, last] - sums[:, first]) / count
-        variance = (squares[:, last] - squares[:, first] - count * mean**2) / (count - 1).clamp(min=1)
-        statistics = torch.cat([mean, variance.clamp(min=0).sqrt()]).T.float()
+    def _pooled(self, chunks: Iterator[torch.Tensor], n_frames: int, starts: list[int], window: int) -> np.ndarray:
+        """Raw embeddings of the windows at ``starts`` (of ``n_frames`` fbank frames) from
+        their frames' mean and standard deviation: running sums of the frames and their
+        squares (float64), kept only where windows begin and end, so that a long turn
+        never holds all its frames."""
+        total = -(-n_frames // 2)  # frames after the TDNN's stride of 2
+        first = np.array([start // 2 for start in starts])
+        last = np.minimum(first + -(-window // 2), total)
+        marks = np.unique(np.concatenate([first, last]))
+        at_marks: list[torch.Tensor] = []
+        offset, running = 0, torch.zeros(0, dtype=torch.float64)
+        for chunk in chunks:
+            frames = chunk.double()
+            moments = torch.cat([frames, frames * frames])
+            running = running if offset else torch.zeros(len(moments), dtype=torch.float64)
+            prefix = torch.cat([running[:, None], running[:, None] + moments.cumsum(-1)], dim=-1)
+            inside = marks[(marks >= offset) & (marks < offset + moments.shape[-1])] - offset
+            at_marks.append(prefix[:, torch.from_numpy(inside)].T)
+            running, offset = prefix[:, -1], offset + moments.shape[-1]
+        if marks[-1] == offset:
+            at_marks.append(running[None])
+        sums = torch.cat(at_marks)
+        between = sums[np.searchsorted(marks, last)] - sums[np.searchsorted(marks, first)]
+        count = torch.from_numpy(last - first).double()[:, None]
+        sums_between, squares_between = between.chunk(2, dim=1)
+        mean = sums_between / count
+        variance = (squares_between - count * mean**2) / (count - 1).clamp(min=1)
+        statistics = torch.cat([mean, variance.clamp(min=0).sqrt()], dim=1).float()
         return self._eager.xvector.dense(statistics).numpy()
 
     def embed_windows_apart(
