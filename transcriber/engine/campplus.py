@@ -21,7 +21,6 @@ against 0.83 / 0.80). It costs 5-7 times GE2E's time per second of audio.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import warnings
 from collections import OrderedDict
@@ -42,7 +41,7 @@ HOP_LENGTH = 160  # 10 ms
 N_MELS = 80
 EMBEDDING = 192
 WINDOW_BATCH = 8
-# one-pass windows (FrameLevelCAMPPlus) go through the network in chunks of this many
+# one-pass windows (CamPlusPlusEncoder.embed_windows) go through the network in chunks of this many
 # frames, with this many more on either side for context: memory stays bounded on a
 # turn of many minutes (the first layers hold 32 x 80 values a frame). Both even, so
 # that chunks meet on the TDNN's stride of 2
@@ -157,14 +156,15 @@ class _TDNN(nn.Module):
 
 
 class _CAMLayer(nn.Module):
-    """A dilated convolution masked by context: the mean over the whole input plus the
-    mean over its 100-frame (after striding: 2 s) segment.
+    """A dilated convolution masked by context: as CAM++ was trained, the mean over the
+    whole input plus the mean over its 100-frame (after striding: 2 s) segment.
 
-    With ``sliding_context`` set (``FrameLevelCAMPPlus``), each frame's context is twice
-    the mean over that many frames around it instead: what a window of that length
-    would have as both means, when each window is a network input of its own."""
+    The two means are taken over ``spans`` (``context_spans``), so that one traced graph
+    also gives each frame the context that a window centred on it would have as its own
+    input (for windows up to 2 s both means are the window's): one pass serves every
+    window of a turn."""
 
-    def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int, segment: int = 100):
+    def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int):
         super().__init__()
         padding = (kernel_size - 1) // 2 * dilation
         self.linear_local = _DilatedConv(
@@ -172,26 +172,53 @@ class _CAMLayer(nn.Module):
         )
         self.linear1 = _Pointwise(bn_channels, bn_channels // 2)
         self.linear2 = _Pointwise(bn_channels // 2, out_channels)
-        self.segment = segment
-        self.sliding_context: int | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spans: ContextSpans) -> torch.Tensor:
         local = self.linear_local(x)
-        if self.sliding_context is not None:
-            context = 2 * _sliding_mean(x, self.sliding_context)
-            return local * torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
-        segments = F.avg_pool1d(x, self.segment, self.segment, ceil_mode=True)
-        per_frame = segments.repeat_interleave(self.segment, dim=-1)[..., : x.shape[-1]]
-        context = x.mean(-1, keepdim=True) + per_frame
+        sums = F.pad(x.cumsum(-1), (1, 0))
+        context = sum(
+            (sums.index_select(-1, end) - sums.index_select(-1, start)) / count for start, end, count in spans
+        )
         return local * torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
 
 
-def _sliding_mean(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(batch, channels, time): each frame's mean over ``frames`` frames centred on it
-    (fewer at the edges: padding is not counted)."""
-    frames = frames | 1  # odd: centred
-    # from running sums: avg_pool1d over 51 frames took half the network's time
-    half = frames // 2
+SEGMENT_FRAMES = 100  # CAM++'s context segments, in frames after the TDNN's stride of 2
+# (first, end, count) of the frames each frame's context means are taken over
+ContextSpans = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# the context argument of CAMPPlus.frames: (around, half width in frames after the
+# stride); around = 0: the network as trained
+WHOLE_INPUT = torch.tensor([0.0, 0.0])
+
+
+def around_each_frame(window_frames: int) -> torch.Tensor:
+    """The context of a window of ``window_frames`` 10 ms frames centred on each frame."""
+    return torch.tensor([1.0, float((-(-window_frames // 2) | 1) // 2)])
+
+
+def context_spans(frames: torch.Tensor, context: torch.Tensor) -> ContextSpans:
+    """Where the two context means of each of ``frames`` (batch, channels, time) are
+    taken: the whole input and the frame's segment, or twice the frames at most
+    context[1] away where context[0] is 1. Positions come from the input, so that a
+    traced graph takes any length."""
+    positions = torch.ones_like(frames[0, 0]).cumsum(0) - 1
+    n = positions[-1] + 1
+    segment_start = torch.div(positions, SEGMENT_FRAMES, rounding_mode="floor") * SEGMENT_FRAMES
+    segment_end = torch.minimum(segment_start + SEGMENT_FRAMES, n)
+    around_start = torch.clamp(positions - context[1], min=0)
+    around_end = torch.minimum(positions + context[1] + 1, n)
+    around = context[0] > 0.5
+    spans = []
+    for whole_start, whole_end in [(torch.zeros_like(positions), n.expand_as(positions)), (segment_start, segment_end)]:
+        start = torch.where(around, around_start, whole_start)
+        end = torch.where(around, around_end, whole_end)
+        spans.append((start.long(), end.long(), end - start))
+    return spans
+
+
+def _sliding_mean(x: torch.Tensor, half: int) -> torch.Tensor:
+    """(batch, channels, time): each frame's mean over the frames at most ``half`` away
+    (fewer at the edges)."""
+    frames = 2 * half + 1
     sums = F.pad(x, (half + 1, half)).cumsum(-1)
     counts = F.pad(torch.ones_like(x[:, :1]), (half + 1, half)).cumsum(-1)
     return (sums[..., frames:] - sums[..., :-frames]) / (counts[..., frames:] - counts[..., :-frames])
@@ -205,8 +232,8 @@ class _DenseLayer(nn.Module):
         self.nonlinear2 = _batchnorm_relu(bn_channels)
         self.cam_layer = _CAMLayer(bn_channels, growth, kernel_size, dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))))
+    def forward(self, x: torch.Tensor, spans: ContextSpans) -> torch.Tensor:
+        return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))), spans)
 
 
 class _DenseBlock(nn.ModuleList):
@@ -218,9 +245,9 @@ class _DenseBlock(nn.ModuleList):
             layer = _DenseLayer(in_channels + i * growth, growth, bn_channels, kernel_size, dilation)
             self.add_module(f"tdnnd{i + 1}", layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spans: ContextSpans) -> torch.Tensor:
         for layer in self:
-            x = torch.cat([x, layer(x)], dim=1)
+            x = torch.cat([x, layer(x, spans)], dim=1)
         return x
 
 
@@ -272,34 +299,34 @@ class CAMPPlus(nn.Module):
         self.xvector = nn.Sequential(layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.xvector(self.head(features.transpose(1, 2)))
+        return self.pool(self.frames(features, WHOLE_INPUT))
+
+    def frames(self, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, 80) fbank -> (batch, channels, ceil(frames / 2)): every frame
+        up to the statistics pooling, with the CAM layers' ``context``."""
+        x = self.xvector.tdnn(self.head(features.transpose(1, 2)))
+        spans = context_spans(x, context)  # the same for every layer: taken once
+        for name, layer in self.xvector.named_children():
+            if isinstance(layer, _DenseBlock):
+                x = layer(x, spans)
+            elif name not in ("tdnn", "stats", "dense"):
+                x = layer(x)
+        return x
+
+    def pool(self, frames: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, frames) -> (batch, 192): statistics pooling, the last layer."""
+        return self.xvector.dense(self.xvector.stats(frames))
 
 
-class FrameLevelCAMPPlus(nn.Module):
-    """CAM++ up to its statistics pooling, run once over a whole stretch, each frame with
-    the context that a window of ``window_frames`` 10 ms frames centred on it would give
-    it: the frames of sliding windows, computed once instead of once per window holding
-    them (four times for 1 s windows every 0.25 s). A window's embedding is then its
-    frames' statistics through the last layer. Not the numbers of windows embedded
-    apart (their fbank mean, context means and zero-padded edges differ): on 40 shared
-    utterances of 40 speakers, 1 s windows every 0.25 s, cosine to those 0.94 on
-    average; equal error rate between windows of one speaker and of two 5.6 % (apart:
-    7.0 %), with the same means (one speaker 0.73 / 0.72, two 0.51 / 0.50)."""
+class _Frames(nn.Module):
+    """``CAMPPlus.frames`` as a module's forward, for tracing."""
 
-    def __init__(self, net: CAMPPlus, window_frames: int):
+    def __init__(self, net: CAMPPlus):
         super().__init__()
-        net = copy.deepcopy(net)
-        for module in net.modules():
-            if isinstance(module, _CAMLayer):
-                module.sliding_context = -(-window_frames // 2)  # after the TDNN's stride of 2
-        self.head = net.head
-        self.trunk = nn.Sequential(
-            OrderedDict((name, layer) for name, layer in net.xvector.named_children() if name not in ("stats", "dense"))
-        )
+        self.net = net
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(1, frames, 80) fbank -> (1, channels, ceil(frames / 2)) pooling inputs."""
-        return self.trunk(self.head(features.transpose(1, 2)))
+    def forward(self, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.net.frames(features, context)
 
 
 def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
@@ -321,20 +348,21 @@ def fold_batch_norms(net: CAMPPlus) -> CAMPPlus:
     return net
 
 
-def frozen(net: nn.Module, example_frames: int = 150) -> torch.jit.ScriptModule:
-    """The network traced, frozen and optimised for inference by TorchScript: one graph
+def frozen(net: CAMPPlus) -> torch.jit.ScriptModule:
+    """The network up to its pooling (``CAMPPlus.frames``, taking features and a context)
+    traced, frozen and optimised for inference by TorchScript: one graph
     instead of about a thousand Python-dispatched operations per call, with the
     convolutions and their activations fused. Inputs of any batch size and length give
     the eager network's numbers (to about 1e-5: tests/test_campplus.py); a 1.5 s
     embedding 63-69 -> 44 ms, a batch of eight 1 s windows 187-209 -> 129-139 ms on 2
     cores."""
-    example = torch.zeros(1, example_frames, N_MELS)
+    example = (torch.zeros(1, 150, N_MELS), WHOLE_INPUT)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warns that shapes become graph constants: none do here
-        traced = torch.jit.trace(net.eval(), (example,), check_trace=False)
+        traced = torch.jit.trace(_Frames(net).eval(), example, check_trace=False)
         optimised = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         for _ in range(2):  # TorchScript optimises on the first calls (0.4 s each): here, not live
-            optimised(example)
+            optimised(*example)
     return optimised
 
 
@@ -370,9 +398,9 @@ class CamPlusPlusEncoder:
         net.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
         net = fold_batch_norms(net.eval())
         self.flops_per_frame = _flops_per_frame(net)
-        self.net = frozen(net)
-        self._eager = net  # for the one-pass window networks, traced when first needed
-        self._frame_level: dict[int, torch.jit.ScriptModule] = {}
+        self.frames = frozen(net)
+        # the pooling and the last layer are as fast without TorchScript
+        self.statistics, self.last_layer = net.xvector.stats, net.xvector.dense
         self.score_floor = score_floor
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
@@ -392,7 +420,8 @@ class CamPlusPlusEncoder:
     def _forward(self, features: np.ndarray) -> np.ndarray:
         """(batch, frames, 80) fbank -> calibrated unit embeddings; each row mean-normalised."""
         features = features - features.mean(axis=1, keepdims=True)
-        return self._calibrated(self.net(torch.from_numpy(np.ascontiguousarray(features))).numpy())
+        frames = self.frames(torch.from_numpy(np.ascontiguousarray(features)), WHOLE_INPUT)
+        return self._calibrated(self.last_layer(self.statistics(frames)).numpy())
 
     @staticmethod
     def _long_enough(audio: np.ndarray) -> np.ndarray:
@@ -414,8 +443,12 @@ class CamPlusPlusEncoder:
         """Sliding-window embeddings, as SpeakerEncoder.embed_windows: (centre times in
         seconds from the start of ``audio``, (n, d) unit rows); the last window ends at
         the end; audio shorter than one window gives one window over all of it.
-        Computed in one pass (FrameLevelCAMPPlus); ``embed_windows_apart`` embeds each
-        window on its own."""
+        Computed in one pass (``around_each_frame``, ``_pooled``): not the numbers of
+        windows embedded apart (``embed_windows_apart``: their fbank mean, context means and
+        zero-padded edges differ), at a quarter of their cost for 1 s windows every 0.25 s.
+        On 40 shared utterances of 40 speakers, such windows are 0.94 alike to those on
+        average; equal error rate between windows of one speaker and of two 5.6 % (apart:
+        7.0 %), with the same mean scores (one speaker 0.73 / 0.72, two 0.51 / 0.50)."""
         window_seconds = window_seconds or self.window_seconds
         hop_seconds = hop_seconds or self.hop_seconds
         features = fbank(self._long_enough(audio))
@@ -423,26 +456,23 @@ class CamPlusPlusEncoder:
         if len(starts) == 1:
             embeddings = self._forward(features[None])
         else:
-            chunks = self._frames(features, win)
+            chunks = self._frames_in_chunks(features, win)
             embeddings = self._calibrated(self._pooled(chunks, len(features), starts, win))
         return _window_times(starts, win), embeddings
 
     @torch.no_grad()
-    def _frames(self, features: np.ndarray, window_frames: int) -> Iterator[torch.Tensor]:
+    def _frames_in_chunks(self, features: np.ndarray, window_frames: int) -> Iterator[torch.Tensor]:
         """The pooling inputs of every frame, chunk by chunk: (channels, frames) pieces
         that together hold ceil(frames / 2); each frame's fbank less its mean over a
-        window around it."""
-        if window_frames not in self._frame_level:
-            # traced on first use (about 4 s on 2 cores), not at load
-            self._frame_level[window_frames] = frozen(FrameLevelCAMPPlus(self._eager, window_frames), 300)
-        network = self._frame_level[window_frames]
+        window around it, and the CAM layers' context a window's around it."""
+        context = around_each_frame(window_frames)
         x = torch.from_numpy(features).T[None]
-        x = (x - _sliding_mean(x, window_frames))[0].T.contiguous()
+        x = (x - _sliding_mean(x, window_frames // 2))[0].T.contiguous()
         n = len(features)
         for start in range(0, n, CHUNK_FRAMES):
             end = min(n, start + CHUNK_FRAMES)
             first, last = max(0, start - CHUNK_MARGIN_FRAMES), min(n, end + CHUNK_MARGIN_FRAMES)
-            out = network(x[first:last][None])[0]
+            out = self.frames(x[first:last][None], context)[0]
             yield out[:, (start - first) // 2 : -(-(end - first) // 2)]
 
     @torch.no_grad()
@@ -474,7 +504,7 @@ class CamPlusPlusEncoder:
         mean = sums_between / count
         variance = (squares_between - count * mean**2) / (count - 1).clamp(min=1)
         statistics = torch.cat([mean, variance.clamp(min=0).sqrt()], dim=1).float()
-        return self._eager.xvector.dense(statistics).numpy()
+        return self.last_layer(statistics).numpy()
 
     def embed_windows_apart(
         self, audio: np.ndarray, window_seconds: float | None = None, hop_seconds: float | None = None
