@@ -183,7 +183,7 @@ class _CAMLayer(nn.Module):
 
 
 SEGMENT_FRAMES = 100  # CAM++'s context segments, in frames after the TDNN's stride of 2
-# (first, end, count) of the frames each frame's context means are taken over
+# (start, end, count) of the frames that each frame's two context means are taken over
 ContextSpans = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 # the context argument of CAMPPlus.frames: (around, half width in frames after the
 # stride); around = 0: the network as trained
