@@ -119,7 +119,7 @@ SPEAKER_MODELS = {
     # their cost at the same cpWER on 36 simulated meetings (0S file RTF 0.354 ->
     # 0.298), but a second voice of 1.4 s after a 0.05 s pause then has no window of its
     # own and stays in the first one's turn (tests/test_engine.py): not kept. Since the
-    # windows are computed in one pass (FrameLevelCAMPPlus), neighbours share context and
+    # windows are computed in one pass (CamPlusPlusEncoder.embed_windows), neighbours share context and
     # consistency reads higher: over the reference turns of 24 simulated meetings (one
     # voice) and 226 joins of two speakers' turns, 0.82 apart maps to 0.836 in one pass
     # (the same joins merged); 0.84 keeps every one-voice turn and merges 52 % of the
