@@ -63,7 +63,7 @@ def test_without_arbitrators_the_output_is_the_plain_encoders(whisper, mel) -> N
     gated = GatedAudioEncoder(whisper.encoder)
     assert torch.equal(gated(mel), whisper.encoder(mel))
     assert gated.gates.fraction_run() == 1.0
-    assert gated.last_flops == whisper.encoder.flops(mel.shape[-1] // 2)
+    assert gated.counter.last_flops == whisper.encoder.flops(mel.shape[-1] // 2)
 
 
 @torch.inference_mode()
@@ -86,7 +86,7 @@ def test_closed_gates_skip_the_work_and_leave_the_residual(whisper, mel) -> None
     assert gated.gates.per_layer() == [(0.0, 1.0)] * len(encoder.blocks)
     assert gated.gates.fraction_run() == 0.5
     frames = mel.shape[-1] // 2
-    assert gated.last_flops < encoder.flops(frames)
+    assert gated.counter.last_flops < encoder.flops(frames)
 
 
 def _training_module():
@@ -150,7 +150,7 @@ def test_sliding_window_baseline_sees_the_whole_window_when_the_radius_covers_it
     narrow = SlidingWindowEncoder(whisper.encoder, radius=25)
     out = narrow(mel)
     assert out.shape == (1, frames, whisper.dims.n_audio_state)
-    assert narrow.last_flops < wide.last_flops
+    assert narrow.counter.last_flops < wide.counter.last_flops
 
 
 @needs_shared_data

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,8 +175,9 @@ def default_arbitrators(model: str) -> Arbitrators | None:
 
 
 @dataclass
-class GateCounts:
-    """Sub-block evaluations (per frame) offered and run, per layer, since the last take."""
+class GateCounts(threading.local):
+    """Sub-block evaluations (per frame) offered and run, per layer, since the last
+    take; per thread, as ``SubBlockCounter``."""
 
     n_layer: int
     offered: list[int] = field(default_factory=list)  # frames offered to each layer
@@ -185,6 +187,9 @@ class GateCounts:
 
     def __post_init__(self) -> None:
         self.clear()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return type(self), (self.n_layer,)  # a copy counts afresh
 
     def clear(self) -> None:
         self.offered = [0] * self.n_layer
@@ -211,7 +216,6 @@ class GatedAudioEncoder(nn.Module):
         self.arbitrators = arbitrators
         self.counter = encoder.counter  # the plain encoder's count, read by the engine
         self.gates = GateCounts(len(encoder.blocks))
-        self.last_flops = 0.0  # of the latest forward
 
     def set_arbitrators(self, arbitrators: Arbitrators | None) -> None:
         """Switch operating points between two windows; None runs every sub-block."""
@@ -224,8 +228,7 @@ class GatedAudioEncoder(nn.Module):
             positions = out.shape[0] * out.shape[1]
             for layer in range(len(self.encoder.blocks)):
                 self._count(layer, positions, positions, positions)
-            self.last_flops = self.encoder.last_flops
-            self.gates.flops += self.last_flops
+            self.gates.flops += self.counter.last_flops
             return out
         if mel.shape[0] != 1:
             raise ValueError("the gated encoder skips frames of one window at a time (batch 1)")
@@ -248,7 +251,7 @@ class GatedAudioEncoder(nn.Module):
             self._count(layer, frames, n_attention, n_mlp)
             run += n_attention + n_mlp
         self.counter.add(run, 2 * frames * len(self.encoder.blocks))
-        self.last_flops = flops
+        self.counter.last_flops = flops
         self.gates.flops += flops
         return self.encoder.ln_post(x)[None]
 

@@ -282,7 +282,7 @@ class WhisperRecognizer:
         finished = time.perf_counter()
         result.encoder_seconds = encoded - started
         result.decoder_seconds = finished - encoded
-        result.encoder_flops = self.model.encoder.last_flops  # what really ran, gates included
+        result.encoder_flops = self.model.encoder.counter.last_flops  # what really ran, gates included
         # greedy steps plus one alignment pass over all tokens
         result.decoder_flops = self.decoder_flops(result.decoder_tokens + len(result.tokens) + 4, positions)
         return result

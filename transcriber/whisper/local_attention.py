@@ -24,7 +24,6 @@ class SlidingWindowEncoder(nn.Module):
         self.encoder = encoder
         self.radius = radius
         self.counter = encoder.counter
-        self.last_flops = 0.0
 
     def forward(self, mel: Tensor) -> Tensor:
         x = self.encoder.embed(mel)
@@ -34,7 +33,7 @@ class SlidingWindowEncoder(nn.Module):
             x = x + block.mlp(block.mlp_ln(x))
         n_layer = len(self.encoder.blocks)
         self.counter.add(2 * n_layer * x.shape[0] * frames, 2 * n_layer * x.shape[0] * frames)
-        self.last_flops = x.shape[0] * self.flops(frames, d)
+        self.counter.last_flops = x.shape[0] * self.flops(frames, d)
         return self.encoder.ln_post(x)
 
     def flops(self, frames: int, d: int) -> float:

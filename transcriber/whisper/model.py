@@ -10,6 +10,7 @@ work per step.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +102,6 @@ class AudioEncoder(nn.Module):
         self.blocks = nn.ModuleList([ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)])
         self.ln_post = nn.LayerNorm(n_state)
         self.counter = SubBlockCounter()
-        self.last_flops = 0.0  # of the latest forward: encoders that skip work report less
 
     def flops(self, positions: int) -> float:
         """Multiply-adds x 2 of a forward over ``positions`` frames (one window)."""
@@ -126,18 +126,23 @@ class AudioEncoder(nn.Module):
             x = block(x)
         sub_blocks = 2 * len(self.blocks) * x.shape[0] * x.shape[1]
         self.counter.add(sub_blocks, sub_blocks)
-        self.last_flops = x.shape[0] * self.flops(x.shape[1])
+        self.counter.last_flops = x.shape[0] * self.flops(x.shape[1])
         return self.ln_post(x)
 
 
 @dataclass
-class SubBlockCounter:
+class SubBlockCounter(threading.local):
     """Counts encoder sub-block evaluations (self-attention and MLP, per frame):
     how many were offered and how many actually ran. Every one runs in this
-    encoder; one that skips frames reports fewer."""
+    encoder; one that skips frames reports fewer. Kept per thread: engines that
+    share one model on several threads (engine/pieces.py) each read their own."""
 
     run: int = 0
     offered: int = 0
+    last_flops: float = 0.0  # of this thread's latest forward: encoders that skip work report less
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return type(self), ()  # a copy (quantize_dynamic deep-copies the model) counts afresh
 
     def add(self, run: int, offered: int) -> None:
         self.run += run
