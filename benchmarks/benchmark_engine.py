@@ -14,8 +14,12 @@ speaker-count accuracy, median word latency, RTF); ``meeting speech`` (the
 utterances those meetings were made of, each whole: WER of the same words without
 the meeting, the base of the cpWER ratio printed under the table); with ``--sessions`` the real
 recordings, ``pyannote sample`` (cpWER/ORC-WER from its STM, DER) and ``AMI
-excerpts`` (DER inside their UEM, speaker-count accuracy). A last ``all`` row per
-system gives the RTF over everything, the peak memory and the model load time.
+excerpts`` (DER inside their UEM, speaker-count accuracy); with ``--long-meetings
+N`` meetings of 4.5-7 minutes of four voices without transcripts (``long meetings
+0S``/``0L``: DER, speaker count, RTF), long enough for the engine to cut them into
+pieces recognised at once (engine/pieces.py; the system ``one-stream`` runs every
+file as one stream, to compare). A last ``all`` row per system gives the RTF over
+everything, the peak memory and the model load time.
 
 Each system runs in a fresh subprocess (``--worker``) so that its peak memory
 (ru_maxrss) is its own. Real-time factor = processing time / audio duration
@@ -64,6 +68,7 @@ from transcriber.evaluation.data import (  # noqa: E402
     Utterance,
     load_audio,
     load_sessions,
+    load_speaker_only_utterances,
     load_utterances,
     read_rttm,
     read_speaker_text,
@@ -81,6 +86,7 @@ from transcriber.evaluation.simulate import (  # noqa: E402
 
 SYSTEMS = {
     "transcriber": "transcriber ({model})",
+    "one-stream": "transcriber ({model}), files in one stream",
     "separator": "transcriber ({model}) + separator",
     "faster-whisper": "faster-whisper tiny.en",
 }
@@ -94,7 +100,7 @@ SAMPLE_RATE = 16_000
 class Item:
     """One recording to run: an utterance, a simulated meeting or a real session."""
 
-    kind: str  # "utterance" | "meeting" | "session"
+    kind: str  # "utterance" | "meeting" | "long meeting" | "session"
     id: str
     path: str
     duration_s: float
@@ -141,6 +147,32 @@ def build_meetings(
         return items
     by_id = {u.id: u for u in utterances}
     return items + [_utterance_item(by_id[utterance_id], MEETING_SPEECH) for utterance_id in used]
+
+
+def build_long_meetings(count: int, workdir: Path, first_seed: int = 3000) -> list[Item]:
+    """Meetings of 4.5-7 minutes, 0S and 0L in turn, of four of the five speakers of
+    ``speaker_only.jsonl`` (all ten utterances each, whole): long enough to be cut
+    into pieces (engine/pieces.py). They have no transcripts: DER and speaker count."""
+    if count <= 0:
+        return []
+    utterances = load_speaker_only_utterances()
+    items = []
+    for index in range(count):
+        seed = first_seed + index
+        condition = ("0S", "0L")[index % 2]
+        meeting = simulate_meeting(
+            utterances,
+            4,
+            condition,
+            seed,
+            max_speech_s=600.0,
+            max_utterances_per_speaker=10,
+            min_speaker_material_s=30.0,
+        )
+        item = _meeting_item(meeting, meeting.save(workdir))
+        item.kind, item.subset, item.reference_seglst = "long meeting", f"long meetings {condition}", []
+        items.append(item)
+    return items
 
 
 def _meeting_item(meeting: SimulatedMeeting, audio_path: Path) -> Item:
@@ -437,7 +469,10 @@ def run_worker(system_name: str, job_path: Path, result_path: Path) -> None:
         system: Any = FasterWhisperSystem(job["model"])
     else:
         separator = job["separator"] if system_name == "separator" else None
-        system = TranscriberSystem(job["model"], separator, job.get("engine"))
+        options = dict(job.get("engine") or {})
+        if system_name == "one-stream":
+            options["min_piece_seconds"] = float("inf")
+        system = TranscriberSystem(job["model"], separator, options)
     load_s = time.perf_counter() - started
     tallies: dict[str, Tally] = {}  # by subset, in the order of the items
     outputs = [system.run(item) for item in items]
@@ -574,7 +609,7 @@ def utterance_wer_ratio(results: dict[str, dict[str, Any]]) -> float | None:
 
 
 def describe(items: list[Item], args: argparse.Namespace) -> str:
-    kinds = {kind: [i for i in items if i.kind == kind] for kind in ("utterance", "meeting", "session")}
+    kinds = {kind: [i for i in items if i.kind == kind] for kind in ("utterance", "meeting", "session", "long meeting")}
     parts = [f"{len(v)} {k}s ({sum(i.duration_s for i in v):.0f} s)" for k, v in kinds.items() if v]
     cut = "whole utterances" if args.no_cut else "utterances cut at aligned pauses"
     return (
@@ -597,6 +632,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="e.g. 0S,0L,OV10")
     parser.add_argument("--sessions", action="store_true", help="also the real sessions (pyannote sample, AMI)")
+    parser.add_argument(
+        "--long-meetings", type=int, default=0, help="meetings of 4.5-7 min from speaker_only.jsonl (DER only)"
+    )
     parser.add_argument("--no-cut", action="store_true", help="whole utterances as turns (no forced alignment)")
     parser.add_argument(
         "--separator-config", default="{}", help="SeparatorConfig fields as JSON, for the separator system"
@@ -640,7 +678,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> list[Item]:
     )
     if args.sessions:
         items += load_session_items()
-    return items
+    return items + build_long_meetings(args.long_meetings, workdir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,6 +256,17 @@ def test_block_seconds_must_be_positive(tmp_path: Path) -> None:
         iter_blocks(path, block_seconds=0)
 
 
+@pytest.mark.parametrize("suffix", [".flac", ".ogg"])
+def test_blocks_from_a_time_are_the_file_from_there(tmp_path: Path, suffix: str) -> None:
+    """Each piece of a file cut for several cores reads it from its cut (engine/pieces.py)."""
+    path = tmp_path / f"sweep{suffix}"
+    sf.write(path, sweep(44100, 3.0), 44100)
+    whole = load_audio(path)
+    for start in (0.0, 0.7301, 2.0):
+        later = np.concatenate(list(iter_blocks(path, block_seconds=0.25, start_seconds=start)))
+        np.testing.assert_array_equal(later, whole[round(start * SAMPLE_RATE) :])
+
+
 # --- internals that file-level tests reach only by chance -------------------------------
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from transcriber.audio.decode import AudioDecodeError, iter_blocks, probe
 from transcriber.engine.engine import EngineConfig, StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.pieces import piece_count, transcribe_in_pieces
 from transcriber.engine.separator import SeparatingEngine, SeparatorConfig, create_engine
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.transcript.builder import TranscriptBuilder
@@ -63,7 +64,9 @@ def transcribe_file(
     on_event: Callable[[Event], None] | None = None,
     block_seconds: float = 1.0,
 ) -> Transcript:
-    """Transcribe one file through the streaming engine, as fast as the CPU allows.
+    """Transcribe one file through the streaming engine, as fast as the CPU allows: a
+    file long enough is cut in pauses into one piece per thread of the engine, which
+    are recognised at once (engine/pieces.py).
 
     Pass ``engine`` to reuse loaded models across files (it must be fresh: one
     engine per stream; see ``file_engine``); otherwise one is created by
@@ -81,11 +84,24 @@ def transcribe_file(
             if on_event is not None:
                 on_event(event)
 
-    for block in iter_blocks(path, block_seconds=block_seconds):
-        handle(engine.feed(block))
-        if progress is not None:
-            progress(engine.time, info.duration_seconds)
-    handle(engine.finish())
+    pieces = piece_count(info.duration_seconds, engine.config.threads, engine.config.min_piece_seconds)
+    if isinstance(engine, StreamingEngine) and pieces > 1 and info.duration_seconds is not None:
+        total = info.duration_seconds
+        end = transcribe_in_pieces(
+            engine,
+            lambda seconds: iter_blocks(path, block_seconds=block_seconds, start_seconds=seconds),
+            pieces,
+            total,
+            handle,
+            None if progress is None else lambda done: progress(done, total),
+        )
+    else:
+        for block in iter_blocks(path, block_seconds=block_seconds):
+            handle(engine.feed(block))
+            if progress is not None:
+                progress(engine.time, info.duration_seconds)
+        handle(engine.finish())
+        end = engine.time
     transcript = builder.transcript
-    transcript.duration = max(transcript.duration, engine.time)
+    transcript.duration = max(transcript.duration, end)
     return transcript

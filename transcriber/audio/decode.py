@@ -83,8 +83,12 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     raise AudioDecodeError(file, last_error.reason) from last_error
 
 
-def iter_blocks(path: str | os.PathLike[str], block_seconds: float = 1.0) -> Iterator[np.ndarray]:
-    """Yield 16 kHz mono float32 blocks of block_seconds (the last may be shorter).
+def iter_blocks(
+    path: str | os.PathLike[str], block_seconds: float = 1.0, start_seconds: float = 0.0
+) -> Iterator[np.ndarray]:
+    """Yield 16 kHz mono float32 blocks of block_seconds (the last may be shorter),
+    from ``start_seconds`` on (what comes before is decoded and dropped: exact for
+    every format, at the cost of decoding it).
 
     The file is probed here, so a missing or non-audio file raises
     AudioDecodeError at the call, not at the first next(). Errors found only
@@ -94,7 +98,18 @@ def iter_blocks(path: str | os.PathLike[str], block_seconds: float = 1.0) -> Ite
         raise ValueError(f"block_seconds must be positive, got {block_seconds}")
     info = probe(path)
     block_samples = max(1, round(block_seconds * SAMPLE_RATE))
-    return _decode(info, block_samples)
+    blocks = _decode(info, block_samples)
+    skip = round(start_seconds * SAMPLE_RATE)
+    return _after(blocks, skip) if skip > 0 else blocks
+
+
+def _after(blocks: Iterator[np.ndarray], skip: int) -> Iterator[np.ndarray]:
+    for block in blocks:
+        if skip >= len(block):
+            skip -= len(block)
+            continue
+        yield block[skip:]
+        skip = 0
 
 
 def load_audio(path: str | os.PathLike[str]) -> np.ndarray:

@@ -56,6 +56,14 @@ class StreamingVad:
     def time(self) -> float:
         return self.frames_seen * FRAME_SECONDS
 
+    def start_at(self, seconds: float) -> None:
+        """Count time from ``seconds`` (a whole number of frames) instead of zero: the
+        stream is a piece of longer audio. Only before the first ``feed``."""
+        if self.frames_seen or len(self.pending):
+            raise RuntimeError("start_at() after audio was fed")
+        self.frames_seen = round(seconds / FRAME_SECONDS)
+        self.last_voiced_end = self.time
+
     def feed(self, samples: np.ndarray) -> list[SpeechStart | SpeechEnd]:
         self.pending = np.concatenate([self.pending, samples.astype(np.float32, copy=False)])
         events: list[SpeechStart | SpeechEnd] = []

@@ -163,6 +163,23 @@ def load_speaker_only(root: Path | None = None) -> list[tuple[str, Path]]:
     return [(str(row["speaker"]), root / row["path"]) for row in _read_jsonl(root / "speaker_only.jsonl")]
 
 
+def load_speaker_only_utterances(root: Path | None = None) -> list[Utterance]:
+    """``speaker_only.jsonl`` as utterances without transcripts (``text`` empty): 10
+    of each speaker, enough for long meetings of a few voices (diarization only)."""
+    root = root or data_dir()
+    return [
+        Utterance(
+            id=Path(row["path"]).stem,
+            speaker=str(row["speaker"]),
+            path=root / row["path"],
+            duration_s=float(row["duration_s"]),
+            text="",
+            source=str(row.get("source", "")),
+        )
+        for row in _read_jsonl(root / "speaker_only.jsonl")
+    ]
+
+
 def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
