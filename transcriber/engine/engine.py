@@ -142,10 +142,11 @@ class EngineConfig:
     compute_budget: float | None = None
     threads: int = 2
     # a file at least twice this long is cut in pauses into one piece per thread,
-    # recognised at once, one thread each (pieces.py): on a 4.6 and a 6.4 min
-    # simulated meeting, 2 cores, RTF 0.289 -> 0.200 and 0.219 -> 0.163 at the same
-    # DER. Shorter pieces cost accuracy: cut in two, 12 simulated 0S meetings of 40 s
-    # went from cpWER 10.5 to 11.6 % (each piece learns its speakers afresh)
+    # recognised at once, one thread each (pieces.py): two simulated meetings of 4.4
+    # and 6.3 min (benchmark --long-meetings 2), 2 cores, RTF 0.260 -> 0.191, DER
+    # 4.0 / 4.3 -> 4.5 / 4.4 %. Shorter pieces cost accuracy: cut in two, 12
+    # simulated 0S meetings of 40 s went from cpWER 10.5 to 11.6 % (each piece
+    # learns its speakers afresh)
     min_piece_seconds: float = 60.0
     speakers: int | None = None  # a known number of speakers; None: found automatically
     # "campplus": CAM++ (campplus.py), with its cosines mapped onto GE2E's scale by
