@@ -119,15 +119,13 @@ class _Piece:
             self.stop.set()
         finally:
             if self.start is not None:
-                self.start.set(None)  # never leave the piece before waiting
+                self.start.set(None)  # the piece before must not wait for this cut forever
 
     def _blocks(self, blocks_from: BlockSource) -> Iterator[np.ndarray]:
         """The piece's audio: from its cut (found here) to the next one."""
-        position = 0
-        source = blocks_from(0.0)
+        position = 0 if self.start is None else self.start.search_from
+        source = blocks_from(position / SAMPLE_RATE)
         if self.start is not None:
-            position = self.start.search_from
-            source = blocks_from(position / SAMPLE_RATE)
             searched, source = _take(source, self.start.search_samples)
             if len(searched) < self.start.search_samples:
                 return  # shorter than its duration said: the piece before takes the rest
