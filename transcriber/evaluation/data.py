@@ -159,8 +159,7 @@ def heldout_utterance_ids(count: int = 60, seed: int = 0) -> set[str]:
 
 def load_speaker_only(root: Path | None = None) -> list[tuple[str, Path]]:
     """(speaker, path) of the utterances that come with speaker labels only."""
-    root = root or data_dir()
-    return [(str(row["speaker"]), root / row["path"]) for row in _read_jsonl(root / "speaker_only.jsonl")]
+    return [(u.speaker, u.path) for u in load_speaker_only_utterances(root)]
 
 
 def load_speaker_only_utterances(root: Path | None = None) -> list[Utterance]:
