@@ -74,6 +74,13 @@ class Loudness:
             longest = max(longest, run)
         return longest * self.frame_seconds
 
+    def first_loud(self, start: float, end: float, floor_db: float) -> float | None:
+        """The time of the first frame at or above ``floor_db`` inside [start, end]."""
+        first = max(0, int((start - self.start) / self.frame_seconds))
+        last = min(len(self.db), int(np.ceil((end - self.start) / self.frame_seconds)))
+        loud = np.flatnonzero(self.db[first:last] >= floor_db)
+        return self.start + (first + int(loud[0])) * self.frame_seconds if len(loud) else None
+
     @property
     def end(self) -> float:
         return self.start + len(self.db) * self.frame_seconds
@@ -176,9 +183,12 @@ def split_in_pause(
     floor = loudness.speech_db() - below_speech_db
 
     def pause_before(k: int) -> float:
-        # alignment puts a word's start within ~0.2 s: look a little either side
-        # word starts come within ~0.3 s of the onset, mostly late: look before it
-        start = max(words[k - 1].start + 0.05, words[k].start - PAUSE_LOOKBACK_SECONDS)
+        # word starts come within ~0.3 s of the onset, mostly late: look before it,
+        # but only after the word before has begun to sound (a turn's first word is
+        # timed from the turn's start, over the silence before it)
+        previous = words[k - 1].start
+        onset = loudness.first_loud(previous, words[k].start, floor)
+        start = max((previous if onset is None else onset) + 0.05, words[k].start - PAUSE_LOOKBACK_SECONDS)
         return loudness.pause_seconds(start, words[k].start + 0.15, floor)
 
     candidates = range(max(low, index - search), min(high, index + search) + 1)
