@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from tests.conftest import SHARED_DATA, needs_shared_data, transcript_of
 from transcriber.engine.events import CostSample, TurnStarted
 from transcriber.engine.pieces import TURN_ID_STRIDE, longest_pause, piece_count, transcribe_in_pieces
 from transcriber.engine.transducer import TransducerConfig
+from transcriber.session.runner import FileTranscription, Finished, Problem
+from transcriber.session.store import SessionStore
 
 SAMPLE_RATE = 16000
 
@@ -26,6 +29,13 @@ def blocks_of(audio: np.ndarray, block_seconds: float = 1.0):
             yield audio[start : start + block]
 
     return blocks_from
+
+
+def _outbox_items(outbox) -> list:
+    items = []
+    while not outbox.empty():
+        items.append(outbox.get())
+    return items
 
 
 def test_only_files_of_two_pieces_or_more_are_cut() -> None:
@@ -88,10 +98,49 @@ def test_a_meeting_in_two_pieces_is_transcribed_whole(engine_factory, meeting, t
     assert der(meeting.segments, transcript_to_segments(transcript)).rate < 0.15
 
     # the file API cuts the file the same way, whatever the threads' timing
+    def turns(transcript):
+        return [(t.turn_id, t.speaker, t.start, t.end, t.text) for t in transcript.sorted_turns()]
+
     again = transcribe_file(path, engine=engine_factory(**config))
-    assert [(t.turn_id, t.speaker, t.start, t.end, t.text) for t in again.sorted_turns()] == [
-        (t.turn_id, t.speaker, t.start, t.end, t.text) for t in transcript.sorted_turns()
-    ]
+    assert turns(again) == turns(transcript)
+
+    # ...and so does the app's file job, into a session (journal and audio)
+    store = SessionStore(tmp_path / "sessions")
+    session = store.create("meeting.flac", source=str(path))
+    job = FileTranscription(
+        session,
+        engine_factory(**config),
+        iter_blocks(path),
+        meeting.duration,
+        source=blocks_from,
+    )
+    job.start()
+    assert job.wait(600)
+    items = _outbox_items(job.outbox)
+    assert not [item for item in items if isinstance(item, Problem)]
+    assert isinstance(items[-1], Finished) and not items[-1].cancelled
+    assert job.progress().recognized_seconds == pytest.approx(meeting.duration, abs=1.0)
+    reopened = store.open(session.id)
+    assert reopened.info.duration_seconds == pytest.approx(meeting.duration, abs=0.01)
+    assert turns(reopened.transcript()) == turns(transcript)
+
+
+@needs_shared_data
+def test_a_file_job_in_pieces_can_be_cancelled(engine_factory, meeting, tmp_path) -> None:
+    session = SessionStore(tmp_path / "sessions").create("meeting.flac", source="meeting.flac")
+    engine = engine_factory(min_piece_seconds=15.0, transducer=TransducerConfig.for_files())
+    source = blocks_of(meeting.audio)
+    job = FileTranscription(session, engine, source(0.0), meeting.duration, source=source)
+    threads_before = threading.active_count()
+    job.start()
+    while job.progress().recognized_seconds < 5.0 and job.running:
+        time.sleep(0.05)
+    job.cancel()
+    assert job.wait(60)
+    items = _outbox_items(job.outbox)
+    assert isinstance(items[-1], Finished) and items[-1].cancelled
+    assert job.progress().recognized_seconds < 0.9 * meeting.duration
+    assert threading.active_count() == threads_before
 
 
 @needs_shared_data

@@ -95,6 +95,7 @@ def transcribe_file(
             handle,
             None if progress is None else lambda done: progress(done, total),
         )
+        assert end is not None  # only a cancel gives None
     else:
         for block in iter_blocks(path, block_seconds=block_seconds):
             handle(engine.feed(block))

@@ -85,18 +85,18 @@ class _Cut:
             self._sample = sample
             self._found.set()
 
-    def wait(self, stop: threading.Event) -> int | None:
+    def wait(self, stopped: Callable[[], bool]) -> int | None:
         while not self._found.wait(0.1):
-            if stop.is_set():
+            if stopped():
                 raise _Stopped
         return self._sample
 
 
 class _Piece:
-    def __init__(self, engine: StreamingEngine, start: _Cut | None, end: _Cut | None, stop: threading.Event):
+    def __init__(self, engine: StreamingEngine, start: _Cut | None, end: _Cut | None, stopped: Callable[[], bool]):
         self.engine = engine
         self.start, self.end = start, end
-        self.stop = stop
+        self.stopped = stopped
         self.fed_seconds = 0.0
         self.events: list[Event] = []
         self.error: BaseException | None = None
@@ -107,7 +107,7 @@ class _Piece:
         try:
             blocks = self._blocks(blocks_from)
             for block in blocks:
-                if self.stop.is_set():
+                if self.stopped():
                     raise _Stopped
                 emit(self.engine.feed(block))
                 self.fed_seconds += len(block) / SAMPLE_RATE
@@ -116,7 +116,6 @@ class _Piece:
             pass
         except BaseException as error:  # noqa: BLE001 - handed to the calling thread
             self.error = error
-            self.stop.set()
         finally:
             if self.start is not None:
                 self.start.set(None)  # the piece before must not wait for this cut forever
@@ -138,7 +137,7 @@ class _Piece:
         end: int | None = None
         for block in source:
             if self.end is not None and end is None and position + len(block) > self.end.search_from:
-                end = self.end.wait(self.stop)
+                end = self.end.wait(self.stopped)
                 if end is None:
                     self.end = None
             if end is not None:
@@ -170,19 +169,25 @@ def transcribe_in_pieces(
     duration: float,
     on_events: EventHandler,
     progress: Progress | None = None,
-) -> float:
+    cancel: threading.Event | None = None,
+) -> float | None:
     """Run a file of ``duration`` seconds through ``engine`` (fresh) and ``pieces - 1``
     fresh copies of it at once, one thread each; all events go to ``on_events`` on
     this thread, the end of stream's (``finish``) included. Returns where the audio
-    ended, in seconds."""
+    ended, in seconds; None if ``cancel`` was set (then the other pieces' events
+    and the end of stream's are not sent)."""
     stop = threading.Event()
+
+    def stopped() -> bool:
+        return stop.is_set() or any(run.error is not None for run in runs) or (cancel is not None and cancel.is_set())
+
     search_seconds = min(CUT_SEARCH_SECONDS, duration / pieces / 2)
     cuts = [_Cut(duration * k / pieces, search_seconds) for k in range(1, pieces)]
     engines = [engine] + [engine.fresh() for _ in cuts]
     for k, piece_engine in enumerate(engines[1:], start=1):
         piece_engine.turn_ids = itertools.count(k * TURN_ID_STRIDE + 1)
     bounds = [None, *cuts, None]
-    runs = [_Piece(e, start, end, stop) for e, start, end in zip(engines, bounds[:-1], bounds[1:], strict=True)]
+    runs = [_Piece(e, start, end, stopped) for e, start, end in zip(engines, bounds[:-1], bounds[1:], strict=True)]
     threads = [threading.Thread(target=_on_one_core, args=(run, blocks_from), daemon=True) for run in runs[1:]]
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -209,6 +214,8 @@ def transcribe_in_pieces(
     for run in runs:
         if run.error is not None:
             raise run.error
+    if cancel is not None and cancel.is_set():
+        return None
     final = settle_speakers(engines)
     final += [event for e in engines for event in e._cost_sample(force=True)]
     renumber = _renumbering(engines)

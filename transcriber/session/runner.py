@@ -11,7 +11,9 @@ The recorder thread writes every captured block to disk before it hands it to
 the engine; the engine's queue is unbounded, so when recognition is slower than
 real time the recording goes on and the backlog grows, and the transcript
 catches up after stop. A file goes through the same engine thread, fed from the
-decoder as fast as the CPU allows (its audio is copied into the session too).
+decoder as fast as the CPU allows (its audio is copied into the session too); a
+file long enough to be cut into pieces (engine/pieces.py) is read by the pieces
+themselves, and the decoder only copies it.
 
 What the threads produce goes to ``outbox``: lists of engine events, and the
 notices below. A GUI polls it; tests read it directly.
@@ -31,7 +33,9 @@ from typing import Protocol
 import numpy as np
 
 from transcriber.audio.recorder import SAMPLE_RATE, PcmRecorder, RecordingError
+from transcriber.engine.engine import StreamingEngine
 from transcriber.engine.events import Event
+from transcriber.engine.pieces import BlockSource, piece_count, transcribe_in_pieces
 from transcriber.session.store import Session
 from transcriber.transcript.journal import JournalWriter
 
@@ -109,6 +113,13 @@ class _EngineThread:
         self.recognized_samples = 0
         self.cancelled = threading.Event()
         self.on_done: Callable[[], None] = lambda: None
+        # a file the engine may cut into pieces, each read from its own place
+        self.source: BlockSource | None = None
+        self.total_seconds: float | None = None
+        # set once the engine is loaded: whether it takes its audio from ``blocks``
+        # (else the pieces read ``source``, and ``blocks`` only ends with None)
+        self.takes_blocks = True
+        self.knows_its_input = threading.Event()
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     def _post(self, events: list[Event]) -> None:
@@ -123,15 +134,21 @@ class _EngineThread:
         try:
             if callable(self._engine) and not hasattr(self._engine, "feed"):
                 failed = not self._recognize(lambda _: self._load_engine(), None)
+            pieces = 1 if failed else self._pieces()
+            self.takes_blocks = pieces == 1
+            self.knows_its_input.set()
+            if pieces > 1:
+                failed = not self._recognize(lambda _: self._run_pieces(pieces), None)
             # the queue is drained to its end (None) even after a failure or a cancel:
             # the session closes only once the audio side has closed its file
             while (block := self.blocks.get()) is not None:
                 if not (failed or self.cancelled.is_set()):
                     failed = not self._recognize(self.engine.feed, block)
                 self.recognized_samples += len(block)
-            if not (failed or self.cancelled.is_set()):
+            if self.takes_blocks and not (failed or self.cancelled.is_set()):
                 self._recognize(lambda _: self.engine.finish(), None)
         finally:
+            self.knows_its_input.set()
             try:
                 self.journal.close()
             except OSError as error:  # a full disk: the journal keeps what was flushed
@@ -140,6 +157,24 @@ class _EngineThread:
 
     def _load_engine(self) -> list[Event]:
         self._engine = self._engine()
+        return []
+
+    def _pieces(self) -> int:
+        engine = self.engine
+        if self.source is None or not isinstance(engine, StreamingEngine):
+            return 1
+        return piece_count(self.total_seconds, engine.config.threads, engine.config.min_piece_seconds)
+
+    def _run_pieces(self, pieces: int) -> list[Event]:
+        """The file in pieces at once; their events are posted as they come."""
+        assert self.source is not None and self.total_seconds is not None and isinstance(self.engine, StreamingEngine)
+
+        def recognized(seconds: float) -> None:
+            self.recognized_samples = int(seconds * SAMPLE_RATE)
+
+        transcribe_in_pieces(
+            self.engine, self.source, pieces, self.total_seconds, self._post, recognized, self.cancelled
+        )
         return []
 
     @property
@@ -301,7 +336,9 @@ class LiveRecording(_Job):
 
 
 class FileTranscription(_Job):
-    """Transcribes a decoded file into ``session`` (its audio is copied there too)."""
+    """Transcribes a decoded file into ``session`` (its audio is copied there too).
+    ``source`` (the file's blocks from a time on) lets a long file be recognised in
+    pieces, each read from its own place."""
 
     def __init__(
         self,
@@ -310,10 +347,12 @@ class FileTranscription(_Job):
         blocks: Iterable[np.ndarray],
         total_seconds: float | None,
         outbox: Outbox | None = None,
+        source: BlockSource | None = None,
     ):
         super().__init__(session, engine, outbox, name="decoder")
         self.blocks = blocks
         self.total_seconds = total_seconds
+        self.worker.source, self.worker.total_seconds = source, total_seconds
 
     def start(self) -> None:
         self.worker.thread.start()
@@ -328,6 +367,8 @@ class FileTranscription(_Job):
                 if self.worker.cancelled.is_set():
                     break
                 self.recorder.write(block)
+                if not self._engine_takes_blocks():
+                    continue
                 self.worker.blocks.put(block)
                 # decoding is much faster than recognition: stay a few seconds ahead,
                 # not the whole file (memory stays flat for long files)
@@ -340,3 +381,11 @@ class FileTranscription(_Job):
             self.outbox.put(Problem(str(error)))
         finally:
             self._close_recorder()
+
+    def _engine_takes_blocks(self) -> bool:
+        """Whether the engine reads the decoded blocks (else its pieces read the file);
+        known once it is loaded."""
+        while not self.worker.knows_its_input.wait(0.1):
+            if self.worker.cancelled.is_set():
+                return False
+        return self.worker.takes_blocks

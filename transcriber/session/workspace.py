@@ -164,7 +164,13 @@ class Workspace:
         self._close_current()
         session = self.store.create(Path(path).name, source=str(path))
         engine = lambda: self.loader.fresh_engine(for_files=True)  # noqa: E731 - called on the engine thread
-        job = FileTranscription(session, engine, blocks, info.duration_seconds)
+        job = FileTranscription(
+            session,
+            engine,
+            blocks,
+            info.duration_seconds,
+            source=lambda seconds: iter_blocks(path, block_seconds=1.0, start_seconds=seconds),
+        )
         self._begin(session, job)
         job.start()
         return session
