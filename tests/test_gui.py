@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
 
 from transcriber.audio.recorder import PcmRecorder  # noqa: E402
 from transcriber.audio.replay import ReplaySource  # noqa: E402
-from transcriber.engine.events import TurnEnded, TurnStarted, WordsCommitted  # noqa: E402
+from transcriber.engine.events import CostSample, TurnEnded, TurnStarted, WordsCommitted  # noqa: E402
 from transcriber.gui.main_window import DEMO_INPUT, SHORTCUTS, MainWindow  # noqa: E402
 from transcriber.gui.settings import AppSettings  # noqa: E402
 from transcriber.session.store import SessionInfo, SessionStore  # noqa: E402
@@ -317,7 +317,6 @@ def test_a_missing_input_device_gives_a_message_and_leaves_no_session(window: Ma
 
 
 def test_the_budget_slider_switches_the_encoders_operating_point(qtbot, window: MainWindow, loaded_engine) -> None:
-    from transcriber.engine.events import CostSample
 
     meter = window.meter
     points = window.workspace.budget_points()
@@ -335,6 +334,27 @@ def test_the_budget_slider_switches_the_encoders_operating_point(qtbot, window: 
     layers = ((1.0, 0.5), (0.75, 0.25))
     meter.add_sample(CostSample(0, 0.0, 1.0, {"encoder": 0.1}, {"encoder": 1e9}, encoder_layers_run=layers))
     assert meter.layers_run == layers
+
+
+def test_the_meter_plots_a_file_in_pieces_in_audio_order(qtbot) -> None:
+    from transcriber.gui.cost_meter import CostMeter
+
+    meter = CostMeter()
+    qtbot.addWidget(meter)
+
+    def sample(start: float, end: float, encoder_seconds: float) -> CostSample:
+        return CostSample(0, start, end, {"encoder": encoder_seconds}, {"encoder": 1e9})
+
+    # piece 0 (0-3 s) as it runs, then piece 1 (3-6 s), then piece 0's end of stream
+    for start, end, cost in [(0, 1, 0.1), (1, 2, 0.1), (2, 3, 0.1), (3, 4, 0.4), (4, 5, 0.4), (5, 6, 0.4)]:
+        meter.add_sample(sample(start, end, cost))
+    meter.add_sample(sample(2.5, 3.0, 0.1))
+    assert meter.times == [1, 2, 3, 3, 4, 5, 6]
+    # each point: the compute of the 5 samples up to it in audio time, per second of
+    # the audio they cover (the late sample among piece 0's, not piece 1's)
+    assert meter.stage_ms["encoder"][3] == pytest.approx(1000 * (0.1 * 3 + 0.1) / 3)
+    assert meter.stage_ms["encoder"][-1] == pytest.approx(1000 * (0.1 + 0.1 + 0.4 * 3) / 4)
+    assert meter.last_rtf == pytest.approx((0.1 * 3 + 0.1) / 3)  # the latest sample's point
 
 
 def test_overlapping_turns_on_two_channels_show_both_voices(qtbot, window: MainWindow) -> None:

@@ -132,7 +132,11 @@ class _Piece:
             cut_sample = round(cut * SAMPLE_RATE)
             self.start.set(cut_sample)
             self.engine.start_at(cut_sample / SAMPLE_RATE)
-            source = itertools.chain([searched[cut_sample - position :]], source)
+            # the rest of the search window in blocks of a second, as the file's
+            # blocks come: the engine's steps follow the blocks it is fed
+            rest = searched[cut_sample - position :]
+            seconds = [rest[i : i + SAMPLE_RATE] for i in range(0, len(rest), SAMPLE_RATE)]
+            source = itertools.chain(seconds, source)
             position = cut_sample
         end: int | None = None
         for block in source:

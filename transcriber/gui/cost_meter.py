@@ -12,6 +12,7 @@ decisions. A slider picks the compute budget among the operating points offered
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
 import pyqtgraph as pg
@@ -77,10 +78,14 @@ class CostMeter(QWidget):
         layout.addWidget(self.layer_plot, stretch=1)
         self.layers_run: tuple[tuple[float, float], ...] = ()
 
-        self.times: deque[float] = deque(maxlen=HISTORY)
-        self.stage_ms: dict[str, deque[float]] = {}
+        # the samples in audio-time order (they may come out of it), and the points
+        # plotted from them: their times, each stage's milliseconds per second of
+        # audio, the real-time factor
+        self.samples: list[CostSample] = []
+        self.times: list[float] = []
+        self.stage_ms: dict[str, list[float]] = {}
         self.stage_curves: dict[str, pg.PlotDataItem] = {}
-        self.rtf: deque[float] = deque(maxlen=HISTORY)
+        self.rtf: list[float] = []
         self.rtf_curve = self.load_plot.plot(name="RTF", pen=pg.mkPen("#d62728", width=2))
         self.backlog_times: deque[float] = deque(maxlen=HISTORY)
         self.backlog: deque[float] = deque(maxlen=HISTORY)
@@ -88,35 +93,46 @@ class CostMeter(QWidget):
         self.encoder_blocks_run = 1.0
         self.last_rtf = 0.0
         self.last_backlog = 0.0
-        self.recent: deque[CostSample] = deque(maxlen=SMOOTHING)
         self._show_summary()
 
     def add_sample(self, sample: CostSample) -> None:
-        span = sample.audio_end - sample.audio_start
-        if span <= 0:
+        if sample.audio_end - sample.audio_start <= 0:
             return
-        self.times.append(sample.audio_end)
-        self.recent.append(sample)
-        # the audio the recent samples cover, once: with the separator on, both
-        # channels send samples for the same seconds
-        audio = max(s.audio_end for s in self.recent) - min(s.audio_start for s in self.recent)
-        for stage in sample.stage_seconds.keys() | self.stage_ms.keys():
-            if stage not in self.stage_ms:
-                self.stage_ms[stage] = deque([0.0] * (len(self.times) - 1), maxlen=HISTORY)
-                colour = STAGE_COLOURS.get(stage, "#000000")
-                self.stage_curves[stage] = self.stage_plot.plot(name=stage, pen=pg.mkPen(colour, width=2))
-            compute = sum(s.stage_seconds.get(stage, 0.0) for s in self.recent)
-            self.stage_ms[stage].append(1000.0 * compute / audio)
-        self.last_rtf = sum(sum(s.stage_seconds.values()) for s in self.recent) / audio
-        self.rtf.append(self.last_rtf)
+        # in audio-time order: a file in pieces (engine/pieces.py) reports the later
+        # pieces' seconds, and the first piece's end of stream, after the first's
+        at = bisect.bisect_right(self.times, sample.audio_end)
+        self.samples.insert(at, sample)
+        self.times.insert(at, sample.audio_end)
+        if len(self.samples) > HISTORY:  # the earliest audio goes
+            del self.samples[0], self.times[0]
+            at = max(0, at - 1)
+        stages = {stage for s in self.samples for stage in s.stage_seconds}
+        for stage in sorted(stages - self.stage_curves.keys()):
+            colour = STAGE_COLOURS.get(stage, "#000000")
+            self.stage_curves[stage] = self.stage_plot.plot(name=stage, pen=pg.mkPen(colour, width=2))
+        points = [self._point(i) for i in range(len(self.samples))]
+        self.stage_ms = {stage: [1000.0 * p.get(stage, 0.0) for p in points] for stage in self.stage_curves}
+        self.rtf = [sum(p.values()) for p in points]
+        self.last_rtf = self.rtf[at]
         self.encoder_blocks_run = sample.encoder_blocks_run
         if sample.encoder_layers_run:
             self._show_layers(sample.encoder_layers_run)
-        times = list(self.times)
         for stage, curve in self.stage_curves.items():
-            curve.setData(times, list(self.stage_ms[stage]))
-        self.rtf_curve.setData(times, list(self.rtf))
+            curve.setData(self.times, self.stage_ms[stage])
+        self.rtf_curve.setData(self.times, self.rtf)
         self._show_summary()
+
+    def _point(self, index: int) -> dict[str, float]:
+        """Seconds of compute per second of audio, per stage, over the samples up to
+        ``index`` (``SMOOTHING`` of them), each second of audio counted once: with the
+        separator on, both channels report the same seconds."""
+        recent = self.samples[max(0, index - SMOOTHING + 1) : index + 1]
+        audio = max(s.audio_end for s in recent) - min(s.audio_start for s in recent)
+        compute: dict[str, float] = {}
+        for s in recent:
+            for stage, seconds in s.stage_seconds.items():
+                compute[stage] = compute.get(stage, 0.0) + seconds
+        return {stage: seconds / audio for stage, seconds in compute.items()}
 
     def _show_layers(self, layers: tuple[tuple[float, float], ...]) -> None:
         self.layers_run = layers
@@ -152,7 +168,7 @@ class CostMeter(QWidget):
         self._show_summary()
 
     def reset(self) -> None:
-        for series in (self.times, self.rtf, self.backlog_times, self.backlog, self.recent, *self.stage_ms.values()):
+        for series in (self.samples, self.times, self.rtf, self.backlog_times, self.backlog, *self.stage_ms.values()):
             series.clear()
         for curve in (*self.stage_curves.values(), self.rtf_curve, self.backlog_curve):
             curve.setData([], [])
