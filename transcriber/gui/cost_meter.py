@@ -83,6 +83,7 @@ class CostMeter(QWidget):
         # audio, the real-time factor
         self.samples: list[CostSample] = []
         self.times: list[float] = []
+        self.points: list[dict[str, float]] = []  # seconds of compute per second of audio, per stage
         self.stage_ms: dict[str, list[float]] = {}
         self.stage_curves: dict[str, pg.PlotDataItem] = {}
         self.rtf: list[float] = []
@@ -103,16 +104,20 @@ class CostMeter(QWidget):
         at = bisect.bisect_right(self.times, sample.audio_end)
         self.samples.insert(at, sample)
         self.times.insert(at, sample.audio_end)
+        self.points.insert(at, {})
+        changed = set(range(at, at + SMOOTHING))  # the points whose samples changed
         if len(self.samples) > HISTORY:  # the earliest audio goes
-            del self.samples[0], self.times[0]
+            del self.samples[0], self.times[0], self.points[0]
             at = max(0, at - 1)
-        stages = {stage for s in self.samples for stage in s.stage_seconds}
-        for stage in sorted(stages - self.stage_curves.keys()):
+            changed = {index - 1 for index in changed} | set(range(SMOOTHING))
+        for index in sorted(changed):
+            if 0 <= index < len(self.samples):
+                self.points[index] = self._point(index)
+        for stage in sorted(sample.stage_seconds.keys() - self.stage_curves.keys()):
             colour = STAGE_COLOURS.get(stage, "#000000")
             self.stage_curves[stage] = self.stage_plot.plot(name=stage, pen=pg.mkPen(colour, width=2))
-        points = [self._point(i) for i in range(len(self.samples))]
-        self.stage_ms = {stage: [1000.0 * p.get(stage, 0.0) for p in points] for stage in self.stage_curves}
-        self.rtf = [sum(p.values()) for p in points]
+        self.stage_ms = {stage: [1000.0 * p.get(stage, 0.0) for p in self.points] for stage in self.stage_curves}
+        self.rtf = [sum(p.values()) for p in self.points]
         self.last_rtf = self.rtf[at]
         self.encoder_blocks_run = sample.encoder_blocks_run
         if sample.encoder_layers_run:
@@ -168,8 +173,9 @@ class CostMeter(QWidget):
         self._show_summary()
 
     def reset(self) -> None:
-        for series in (self.samples, self.times, self.rtf, self.backlog_times, self.backlog, *self.stage_ms.values()):
+        for series in (self.samples, self.times, self.points, self.rtf, self.backlog_times, self.backlog):
             series.clear()
+        self.stage_ms = {}
         for curve in (*self.stage_curves.values(), self.rtf_curve, self.backlog_curve):
             curve.setData([], [])
         self.last_rtf, self.last_backlog, self.encoder_blocks_run = 0.0, 0.0, 1.0
