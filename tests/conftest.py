@@ -54,3 +54,11 @@ def transcript_of(events):
     builder = TranscriptBuilder()
     builder.apply_all(events)
     return builder.transcript
+
+
+def outbox_items(outbox) -> list:
+    """Everything a job has posted so far: lists of events and notices, in order."""
+    items = []
+    while not outbox.empty():
+        items.append(outbox.get())
+    return items

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import SHARED_DATA, needs_shared_data, transcript_of
+from tests.conftest import SHARED_DATA, needs_shared_data, outbox_items, transcript_of
 from transcriber.engine.events import CostSample, TurnStarted
 from transcriber.engine.pieces import TURN_ID_STRIDE, longest_pause, piece_count, transcribe_in_pieces
 from transcriber.engine.transducer import TransducerConfig
@@ -29,13 +29,6 @@ def blocks_of(audio: np.ndarray, block_seconds: float = 1.0):
             yield audio[start : start + block]
 
     return blocks_from
-
-
-def _outbox_items(outbox) -> list:
-    items = []
-    while not outbox.empty():
-        items.append(outbox.get())
-    return items
 
 
 def test_only_files_of_two_pieces_or_more_are_cut() -> None:
@@ -116,7 +109,7 @@ def test_a_meeting_in_two_pieces_is_transcribed_whole(engine_factory, meeting, t
     )
     job.start()
     assert job.wait(600)
-    items = _outbox_items(job.outbox)
+    items = outbox_items(job.outbox)
     assert not [item for item in items if isinstance(item, Problem)]
     assert isinstance(items[-1], Finished) and not items[-1].cancelled
     assert job.progress().recognized_seconds == pytest.approx(meeting.duration, abs=1.0)
@@ -137,7 +130,7 @@ def test_a_file_job_in_pieces_can_be_cancelled(engine_factory, meeting, tmp_path
         time.sleep(0.05)
     job.cancel()
     assert job.wait(60)
-    items = _outbox_items(job.outbox)
+    items = outbox_items(job.outbox)
     assert isinstance(items[-1], Finished) and items[-1].cancelled
     assert job.progress().recognized_seconds < 0.9 * meeting.duration
     assert threading.active_count() == threads_before

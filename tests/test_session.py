@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO, SHARED_DATA, needs_shared_data
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data, outbox_items
 from transcriber.audio.recorder import PcmRecorder, RecordingError, pcm_to_flac, read_pcm
 from transcriber.audio.replay import ReplaySource
 from transcriber.engine.events import (
@@ -47,13 +47,6 @@ SAMPLE_RATE = 16000
 
 def _int16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(audio, -1, 1) * 32767).round().astype(np.int16)
-
-
-def _outbox_items(outbox) -> list:
-    items = []
-    while not outbox.empty():
-        items.append(outbox.get())
-    return items
 
 
 # --- journal -----------------------------------------------------------------------------
@@ -170,7 +163,7 @@ def test_live_recording_keeps_all_audio_while_recognition_lags(engine_factory, t
     assert recording.wait(120)
     assert backlog > 1.0, "recognition was meant to fall behind"
 
-    items = _outbox_items(recording.outbox)
+    items = outbox_items(recording.outbox)
     assert not [item for item in items if isinstance(item, Problem)]
     assert isinstance(items[-1], Finished) and items[-1].session_id == session.id
 
@@ -201,7 +194,7 @@ def test_a_vanished_microphone_stops_the_recording_and_keeps_the_audio(engine_fa
     recording = LiveRecording(session, engine_factory(), _VanishingSource(audio, seconds=4.0))
     recording.start()
     assert recording.wait(60), "the recording must end by itself"
-    items = _outbox_items(recording.outbox)
+    items = outbox_items(recording.outbox)
     problems = [item for item in items if isinstance(item, Problem)]
     assert problems and "microphone" in problems[0].message and "kept" in problems[0].message
     assert isinstance(items[-1], Finished)
@@ -218,7 +211,7 @@ def test_file_transcription_copies_the_audio_into_the_session(engine_factory, tm
     job = FileTranscription(session, engine_factory(), iter_blocks(JFK), probe(JFK).duration_seconds)
     job.start()
     assert job.wait(120)
-    assert isinstance(_outbox_items(job.outbox)[-1], Finished)
+    assert isinstance(outbox_items(job.outbox)[-1], Finished)
     reopened = store.open(session.id)
     assert reopened.info.duration_seconds == pytest.approx(11.0, abs=0.1)
     assert "ask not" in " ".join(t.text for t in reopened.transcript().turns).lower()
@@ -301,7 +294,7 @@ def test_a_full_disk_stops_the_recording_with_a_message_and_keeps_the_audio(engi
     recording = LiveRecording(session, engine_factory(), ReplaySource(np.concatenate([audio, audio]), speed=8.0))
     recording.start()
     assert recording.wait(120), "the recording must end by itself"
-    messages = [item.message for item in _outbox_items(recording.outbox) if isinstance(item, Problem)]
+    messages = [item.message for item in outbox_items(recording.outbox) if isinstance(item, Problem)]
     assert messages and "disk is full" in messages[0] and "kept" in messages[0], messages
     # what reached the disk is a valid recording: exactly the first samples, nothing garbled
     if session.pcm_path.exists():  # no room to convert it to FLAC

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from transcriber.audio.decode import AudioDecodeError, iter_blocks, probe
 from transcriber.engine.engine import EngineConfig, StreamingEngine
 from transcriber.engine.events import Event
-from transcriber.engine.pieces import piece_count, transcribe_in_pieces
+from transcriber.engine.pieces import pieces_for, transcribe_in_pieces
 from transcriber.engine.separator import SeparatingEngine, SeparatorConfig, create_engine
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.transcript.builder import TranscriptBuilder
@@ -84,8 +84,8 @@ def transcribe_file(
             if on_event is not None:
                 on_event(event)
 
-    pieces = piece_count(info.duration_seconds, engine.config.threads, engine.config.min_piece_seconds)
-    if isinstance(engine, StreamingEngine) and pieces > 1 and info.duration_seconds is not None:
+    pieces = pieces_for(engine, info.duration_seconds)
+    if pieces > 1 and isinstance(engine, StreamingEngine) and info.duration_seconds is not None:
         total = info.duration_seconds
         end = transcribe_in_pieces(
             engine,

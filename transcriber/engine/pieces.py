@@ -49,6 +49,14 @@ def piece_count(duration: float | None, threads: int, min_piece_seconds: float) 
     return min(threads, int(duration // min_piece_seconds))
 
 
+def pieces_for(engine: object, duration: float | None) -> int:
+    """How many pieces ``engine`` cuts a file of ``duration`` seconds into: one unless
+    it is a plain ``StreamingEngine`` (the separator's two channels run as one stream)."""
+    if not isinstance(engine, StreamingEngine):
+        return 1
+    return piece_count(duration, engine.config.threads, engine.config.min_piece_seconds)
+
+
 def longest_pause(audio: np.ndarray, audio_start: float, aggressiveness: int) -> float:
     """The middle of the longest run of unvoiced VAD frames in ``audio`` (which begins
     at ``audio_start`` seconds, on a frame boundary), on a frame boundary."""

@@ -35,7 +35,7 @@ import numpy as np
 from transcriber.audio.recorder import SAMPLE_RATE, PcmRecorder, RecordingError
 from transcriber.engine.engine import StreamingEngine
 from transcriber.engine.events import Event
-from transcriber.engine.pieces import BlockSource, piece_count, transcribe_in_pieces
+from transcriber.engine.pieces import BlockSource, pieces_for, transcribe_in_pieces
 from transcriber.session.store import Session
 from transcriber.transcript.journal import JournalWriter
 
@@ -160,10 +160,7 @@ class _EngineThread:
         return []
 
     def _pieces(self) -> int:
-        engine = self.engine
-        if self.source is None or not isinstance(engine, StreamingEngine):
-            return 1
-        return piece_count(self.total_seconds, engine.config.threads, engine.config.min_piece_seconds)
+        return 1 if self.source is None else pieces_for(self.engine, self.total_seconds)
 
     def _run_pieces(self, pieces: int) -> list[Event]:
         """The file in pieces at once; their events are posted as they come."""
