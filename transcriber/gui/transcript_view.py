@@ -168,13 +168,16 @@ class TranscriptView(QScrollArea):
 
     def _arrange(self, order: list[int]) -> None:
         if order[: len(self.order)] == self.order:  # new turns at the end: the usual case
-            for turn_id in order[len(self.order) :]:
-                self.column.addWidget(self.blocks[turn_id])
+            added = order[len(self.order) :]
         else:
             for turn_id in order:
                 self.column.removeWidget(self.blocks[turn_id])
-            for turn_id in order:
-                self.column.addWidget(self.blocks[turn_id])
+            added = order
+        for turn_id in added:
+            self.column.addWidget(self.blocks[turn_id])
+            # now, not when the event loop next runs (a layout shows a widget added to
+            # a visible parent only then): a turn rendered last is visible at once
+            self.blocks[turn_id].show()
         self.order = order
 
     def _scrolled(self, value: int) -> None:
