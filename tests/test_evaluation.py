@@ -323,3 +323,11 @@ def test_orc_wer_over_many_speakers_stays_small() -> None:
     assert len({s["speaker"] for s in five}) == 5 and len({s["speaker"] for s in six}) == 6
     assert metrics.orc_wer(reference, five).errors == 0  # exact
     assert metrics.orc_wer(reference, six).errors <= metrics.cpwer(reference, six).errors
+
+
+def test_sign_test_tells_a_lopsided_split_from_noise() -> None:
+    assert metrics.sign_test(0, 0) == 1.0
+    assert metrics.sign_test(17, 15) > 0.8  # as many meetings lost as won: noise
+    assert metrics.sign_test(15, 17) == metrics.sign_test(17, 15)
+    assert abs(metrics.sign_test(10, 0) - 2 / 2**10) < 1e-12  # all ten changes one way
+    assert abs(metrics.sign_test(12, 3) - 2 * 576 / 2**15) < 1e-12  # binomial tail

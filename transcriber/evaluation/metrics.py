@@ -9,6 +9,7 @@ is meeteval's format: dicts with ``session_id``, ``speaker``, ``start_time``,
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -324,6 +325,17 @@ def md_eval_der(
 
 
 # --------------------------------------------------------------------------- converters
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Two-sided sign test: how likely at least this lopsided a split of ``better`` and
+    ``worse`` items is when a change does nothing (ties left out). A change that helps
+    some meetings and hurts as many (17 to 15) is noise, whatever the total says."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(better, worse) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def transcript_to_seglst(transcript: Transcript, session_id: str) -> SegLST:
