@@ -16,6 +16,7 @@ from transcriber.engine.engine import EngineConfig, StreamingEngine
 from transcriber.engine.events import Event
 from transcriber.engine.pieces import pieces_for, transcribe_in_pieces
 from transcriber.engine.separator import SeparatingEngine, SeparatorConfig, create_engine
+from transcriber.engine.speaker_pass import last_pass
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.transcript.builder import TranscriptBuilder
 from transcriber.transcript.model import Transcript
@@ -103,6 +104,7 @@ def transcribe_file(
                 progress(engine.time, info.duration_seconds)
         handle(engine.finish())
         end = engine.time
+    handle(last_pass(engine, builder.transcript, iter_blocks(path, block_seconds=block_seconds)))
     transcript = builder.transcript
     transcript.duration = max(transcript.duration, end)
     return transcript

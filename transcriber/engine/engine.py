@@ -868,6 +868,12 @@ class StreamingEngine:
             self.history_start = keep_from
 
     # -- cost accounting ------------------------------------------------------------------------------
+    def account(self, cost: StepCost) -> list[Event]:
+        """Charge recognition done for this stream after its end (speaker_pass.py): a
+        last cost sample, over no new audio."""
+        self._charge_step(cost)
+        return self._cost_sample(force=True)
+
     def _charge(self, stage: str, seconds: float, flops: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         self.stage_flops[stage] = self.stage_flops.get(stage, 0.0) + flops

@@ -103,6 +103,10 @@ class TransducerConfig:
     # lost) 8.9 and 7.9 %; 2 s, by middle, 8.8 and 8.1 %; 2 s of the speech before
     # the stretch as well, by middle, 10.1 and 8.6 %; 0L unchanged
     revision_lookahead_seconds: float = 3.0
+    # files only: once the speakers are settled, each speaker's turns are decoded again
+    # one after another (engine/speaker_pass.py). 24 + 24 simulated meetings not tuned
+    # on (seeds 1024-1047, README)
+    speaker_pass: bool = False
 
     @classmethod
     def for_files(cls) -> TransducerConfig:
@@ -112,7 +116,7 @@ class TransducerConfig:
         Measured (first 60 shared utterances; 6 + 6 benchmark meetings): step 1.5 s,
         2.0 s and 3.0 s all give 111 errors / 1953 words; 0S/0L cpWER 23.9/11.4 %,
         22.5/10.6 %, 23.7/11.5 %; so 2.0 s, at about 10 % less compute than 1.5 s."""
-        return cls(step_seconds=2.0, commit_margin_seconds=1.0)
+        return cls(step_seconds=2.0, commit_margin_seconds=1.0, speaker_pass=True)
 
 
 @dataclass

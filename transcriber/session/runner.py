@@ -36,7 +36,9 @@ from transcriber.audio.recorder import SAMPLE_RATE, PcmRecorder, RecordingError
 from transcriber.engine.engine import StreamingEngine
 from transcriber.engine.events import Event
 from transcriber.engine.pieces import BlockSource, pieces_for, transcribe_in_pieces
+from transcriber.engine.speaker_pass import last_pass
 from transcriber.session.store import Session
+from transcriber.transcript.builder import TranscriptBuilder
 from transcriber.transcript.journal import JournalWriter
 
 # a device that delivers nothing for this long while recording is treated as gone
@@ -110,6 +112,7 @@ class _EngineThread:
         self.outbox = outbox
         self.blocks: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
         self.journal = JournalWriter(session.journal_path)
+        self.heard = TranscriptBuilder()  # what the engine said, for a file's last pass
         self.recognized_samples = 0
         self.cancelled = threading.Event()
         self.on_done: Callable[[], None] = lambda: None
@@ -127,6 +130,7 @@ class _EngineThread:
             return
         for event in events:
             self.journal.write(event)
+        self.heard.apply_all(events)
         self.outbox.put(events)
 
     def _run(self) -> None:
@@ -146,7 +150,11 @@ class _EngineThread:
                     failed = not self._recognize(self.engine.feed, block)
                 self.recognized_samples += len(block)
             if self.takes_blocks and not (failed or self.cancelled.is_set()):
-                self._recognize(lambda _: self.engine.finish(), None)
+                failed = not self._recognize(lambda _: self.engine.finish(), None)
+            source = self.source
+            if source is not None and not (failed or self.cancelled.is_set()):
+                # a file's last pass, as transcribe_file runs it
+                self._recognize(lambda _: last_pass(self.engine, self.heard.transcript, source(0.0)), None)
         finally:
             self.knows_its_input.set()
             try:
