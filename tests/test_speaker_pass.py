@@ -64,3 +64,16 @@ def test_a_sentence_cut_by_another_turn_is_heard_whole(engine_factory, tmp_path)
         return metrics.cpwer(meeting.to_seglst(), metrics.transcript_to_seglst(transcript, meeting.session_id)).errors
 
     assert errors(after) < errors(before)
+
+
+def test_a_cancelled_pass_revises_nothing(loaded_engine) -> None:
+    import threading
+
+    import numpy as np
+
+    cancel = threading.Event()
+    cancel.set()
+    transcript = Transcript(turns=[_turn(1, "S1", 0.0, 2.0), _turn(2, "S1", 2.5, 4.0)])
+    blocks = (np.zeros(16000, dtype=np.float32) for _ in range(5))
+    revisions, cost = revise_by_speaker(transcript, blocks, loaded_engine.second_pass, cancel)
+    assert revisions == [] and cost.encoder_seconds == 0.0

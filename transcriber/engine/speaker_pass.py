@@ -19,6 +19,7 @@ stays flat in the file's length.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -72,22 +73,30 @@ def speaker_sections(turns: Iterable[Turn], seconds: float = SECTION_SECONDS) ->
     return sections
 
 
-def last_pass(engine: object, transcript: Transcript, blocks: Iterable[np.ndarray]) -> list[Event]:
+def last_pass(
+    engine: object, transcript: Transcript, blocks: Iterable[np.ndarray], cancel: threading.Event | None = None
+) -> list[Event]:
     """The pass a file gets after its stream, where ``engine`` (a plain
     ``StreamingEngine``: the separator's second channel has audio of its own) is set
-    up for it (``TransducerConfig.speaker_pass``): the revisions and their cost."""
+    up for it (``TransducerConfig.speaker_pass``): the revisions and their cost;
+    nothing once ``cancel`` is set."""
     if not isinstance(engine, StreamingEngine) or not engine.config.transducer.speaker_pass:
         return []
-    revisions, cost = revise_by_speaker(transcript, blocks, engine.second_pass)
+    revisions, cost = revise_by_speaker(transcript, blocks, engine.second_pass, cancel)
+    if cancel is not None and cancel.is_set():
+        return []
     return [*revisions, *engine.account(cost)]
 
 
 def revise_by_speaker(
-    transcript: Transcript, blocks: Iterable[np.ndarray], second_pass: SecondPass
+    transcript: Transcript,
+    blocks: Iterable[np.ndarray],
+    second_pass: SecondPass,
+    cancel: threading.Event | None = None,
 ) -> tuple[list[TurnRevised], StepCost]:
     """Decode each speaker's turns of ``transcript`` again together; ``blocks``: the
     file's 16 kHz audio from its start. Returns a ``TurnRevised`` for each turn whose
-    words changed, and what the decoding cost."""
+    words changed, and what the decoding cost; stops early once ``cancel`` is set."""
     sections = speaker_sections(transcript.turns)
     by_turn = {turn.turn_id: section for section in sections for turn in section.turns}
     turns = sorted((t for section in sections for t in section.turns), key=lambda t: t.start)
@@ -98,6 +107,8 @@ def revise_by_speaker(
     position = 0  # samples read
     first_open = 0  # the turns before this one have all their audio
     for block in blocks:
+        if cancel is not None and cancel.is_set():
+            return events, cost
         block_start, position = position, position + len(block)
         for turn in turns[first_open:]:
             start, end = int(turn.start * SAMPLE_RATE), int(turn.end * SAMPLE_RATE)

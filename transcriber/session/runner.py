@@ -154,7 +154,8 @@ class _EngineThread:
             source = self.source
             if source is not None and not (failed or self.cancelled.is_set()):
                 # a file's last pass, as transcribe_file runs it
-                self._recognize(lambda _: last_pass(self.engine, self.heard.transcript, source(0.0)), None)
+                transcript = self.heard.transcript
+                self._recognize(lambda _: last_pass(self.engine, transcript, source(0.0), self.cancelled), None)
         finally:
             self.knows_its_input.set()
             try:
