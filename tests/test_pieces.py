@@ -13,6 +13,7 @@ import soundfile as sf
 from tests.conftest import SHARED_DATA, needs_shared_data, outbox_items, transcript_of
 from transcriber.engine.events import CostSample, TurnStarted
 from transcriber.engine.pieces import TURN_ID_STRIDE, longest_pause, piece_count, transcribe_in_pieces
+from transcriber.engine.speaker_pass import last_pass
 from transcriber.engine.transducer import TransducerConfig
 from transcriber.session.runner import FileTranscription, Finished, Problem
 from transcriber.session.store import SessionStore
@@ -71,8 +72,11 @@ def test_a_meeting_in_two_pieces_is_transcribed_whole(engine_factory, meeting, t
     assert piece_count(meeting.duration, 2, 15.0) == 2
     events: list = []
     blocks_from = lambda seconds: iter_blocks(path, start_seconds=seconds)  # noqa: E731
-    end = transcribe_in_pieces(engine_factory(**config), blocks_from, 2, meeting.duration, events.extend)
+    engine = engine_factory(**config)
+    end = transcribe_in_pieces(engine, blocks_from, 2, meeting.duration, events.extend)
     assert end == pytest.approx(meeting.duration, abs=1e-3)
+    # then the file's last pass, as transcribe_file and the app's file job run it
+    events += last_pass(engine, transcript_of(events), blocks_from(0.0))
     transcript = transcript_of(events)
 
     # both pieces were heard: words near the start and near the end

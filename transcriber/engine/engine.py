@@ -868,11 +868,11 @@ class StreamingEngine:
             self.history_start = keep_from
 
     # -- cost accounting ------------------------------------------------------------------------------
-    def account(self, cost: StepCost) -> list[Event]:
-        """Charge recognition done for this stream after its end (speaker_pass.py): a
-        last cost sample, over no new audio."""
+    def account(self, cost: StepCost, at: float) -> list[Event]:
+        """Charge recognition done after the stream's end (speaker_pass.py): a cost
+        sample at audio time ``at`` (the file's end), over no audio."""
         self._charge_step(cost)
-        return self._cost_sample(force=True)
+        return [self._sample(at, at)]
 
     def _charge(self, stage: str, seconds: float, flops: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
@@ -899,20 +899,25 @@ class StreamingEngine:
             return []
         if self.time <= self.cost_from and not self.stage_seconds:
             return []
+        sample = self._sample(self.cost_from, self.time)
+        self.cost_from = self.time
+        return [sample]
+
+    def _sample(self, audio_start: float, audio_end: float) -> CostSample:
+        """What was charged since the last sample, for the audio from start to end."""
         (run, offered), layers_run = self._encoder_blocks_run()
         sample = CostSample(
             channel=self.channel,
-            audio_start=self.cost_from,
-            audio_end=self.time,
+            audio_start=audio_start,
+            audio_end=audio_end,
             stage_seconds=dict(self.stage_seconds),
             stage_flops=dict(self.stage_flops),
             encoder_blocks_run=run / offered if offered else 1.0,
             encoder_layers_run=layers_run,
             encoder_sub_blocks=(run, offered),
         )
-        self.cost_from = self.time
         self.stage_seconds, self.stage_flops = {}, {}
-        return [sample]
+        return sample
 
 
 def settle_speakers(channels: Sequence[StreamingEngine]) -> list[Event]:

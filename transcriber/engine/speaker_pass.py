@@ -45,7 +45,6 @@ class _Section:
 
     turns: list[Turn]
     audio: dict[int, list[np.ndarray]] = field(default_factory=dict)  # turn id -> its samples so far
-    context: str = ""
 
     @property
     def end(self) -> float:
@@ -85,7 +84,7 @@ def last_pass(
     revisions, cost = revise_by_speaker(transcript, blocks, engine.second_pass, cancel)
     if cancel is not None and cancel.is_set():
         return []
-    return [*revisions, *engine.account(cost)]
+    return [*revisions, *engine.account(cost, at=max(engine.time, transcript.duration))]
 
 
 def revise_by_speaker(
