@@ -264,11 +264,9 @@ class TranscriberSystem:
     def __init__(
         self, model: str, separator: dict[str, Any] | None = None, options: dict[str, Any] | None = None
     ) -> None:
-        from transcriber.api import transcribe_file
         from transcriber.engine.separator import SeparatorConfig, create_engine
 
         self.model_name = model
-        self.transcribe_file = transcribe_file
         config = None if separator is None else SeparatorConfig(**separator)
         self.engine = create_engine(model=model, separator=config, **(options or {}))
 
@@ -280,17 +278,23 @@ class TranscriberSystem:
         return self.engine.fresh(transducer=TransducerConfig.for_files() if for_files else TransducerConfig())
 
     def run(self, item: Item) -> Output:
-        engine = self._fresh(for_files=True)
-        started = time.perf_counter()
-        transcript = self.transcribe_file(item.path, engine=engine)
-        seconds = time.perf_counter() - started
-        text = " ".join(turn.text for turn in transcript.sorted_turns())
-        segments = metrics.transcript_to_segments(transcript)
-        n_speakers = len({turn.speaker for turn in transcript.turns if turn.text.strip()})
-        return Output(text, metrics.transcript_to_seglst(transcript, item.id), segments, n_speakers, seconds)
+        return transcribe_item(self._fresh(for_files=True), item)
 
     def latencies(self, item: Item, block_s: float) -> Latencies:
         return streaming_latencies(self._fresh(for_files=False), load_audio(item.path), block_s)
+
+
+def transcribe_item(engine: Any, item: Item) -> Output:
+    """``item`` through ``transcribe_file`` with a fresh ``engine``, timed."""
+    from transcriber.api import transcribe_file
+
+    started = time.perf_counter()
+    transcript = transcribe_file(item.path, engine=engine)
+    seconds = time.perf_counter() - started
+    text = " ".join(turn.text for turn in transcript.sorted_turns())
+    segments = metrics.transcript_to_segments(transcript)
+    n_speakers = len({turn.speaker for turn in transcript.turns if turn.text.strip()})
+    return Output(text, metrics.transcript_to_seglst(transcript, item.id), segments, n_speakers, seconds)
 
 
 @dataclass

@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,11 @@ for path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from benchmark_engine import Item, build_meetings  # noqa: E402
+from benchmark_engine import Tally, build_meetings, score_item, summarize, transcribe_item  # noqa: E402
 
-from transcriber.api import transcribe_file  # noqa: E402
 from transcriber.engine.engine import StreamingEngine  # noqa: E402
 from transcriber.engine.transducer import TransducerConfig  # noqa: E402
 from transcriber.evaluation import metrics  # noqa: E402
-from transcriber.evaluation.data import SpeakerSegment  # noqa: E402
 
 
 @dataclass
@@ -47,53 +44,18 @@ class Configuration:
     name: str
     engine_changes: dict[str, Any]
     transducer_changes: dict[str, Any]
+    tally: Tally = field(default_factory=Tally)  # the benchmark's scores over all meetings
 
     def engine(self, prototype: StreamingEngine) -> StreamingEngine:
         transducer = replace(TransducerConfig.for_files(), **self.transducer_changes)
         return prototype.fresh(transducer=transducer, **self.engine_changes)
 
-
-@dataclass
-class MeetingScore:
-    cpwer: metrics.ErrorCounts
-    orc: metrics.ErrorCounts
-    der: metrics.DerResult
-    speakers_right: bool
-    seconds: float
-
-
-@dataclass
-class Totals:
-    scores: list[MeetingScore] = field(default_factory=list)
-
-    def line(self, name: str, audio_seconds: float) -> str:
-        cp = sum((s.cpwer for s in self.scores), metrics.ZERO_ERRORS)
-        orc = sum((s.orc for s in self.scores), metrics.ZERO_ERRORS)
-        der = sum((s.der for s in self.scores), metrics.ZERO_DER)
-        right = sum(s.speakers_right for s in self.scores)
-        rtf = sum(s.seconds for s in self.scores) / audio_seconds
+    def line(self) -> str:
+        r = summarize(self.tally)
         return (
-            f"| {name} | {100 * cp.rate:.2f} % ({cp.errors}) | {100 * orc.rate:.2f} % | {100 * der.rate:.2f} % "
-            f"| {right} of {len(self.scores)} | {rtf:.3f} |"
+            f"| {self.name} | {100 * r['cpwer']:.2f} % ({self.tally.cpwer.errors}) | {100 * r['orc_wer']:.2f} % "
+            f"| {100 * r['der']:.2f} % | {sum(self.tally.speaker_counts)} of {self.tally.items} | {r['rtf']:.3f} |"
         )
-
-
-def score(item: Item, configuration: Configuration, prototype: StreamingEngine) -> MeetingScore:
-    engine = configuration.engine(prototype)
-    started = time.perf_counter()
-    transcript = transcribe_file(item.path, engine=engine)
-    seconds = time.perf_counter() - started
-    hypothesis = metrics.transcript_to_seglst(transcript, item.id) or metrics.text_to_seglst("", item.id)
-    reference = [SpeakerSegment(s, float(a), float(b)) for s, a, b in item.reference_rttm]
-    uem = [(float(a), float(b)) for a, b in item.uem] if item.uem else None
-    found = len({turn.speaker for turn in transcript.turns if turn.text.strip()})
-    return MeetingScore(
-        metrics.cpwer(item.reference_seglst, hypothesis),
-        metrics.orc_wer(item.reference_seglst, hypothesis),
-        metrics.der(reference, metrics.transcript_to_segments(transcript), uem=uem, collar=0.25),
-        metrics.speaker_count_correct(reference, found),
-        seconds,
-    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,17 +84,19 @@ def main(argv: list[str] | None = None) -> int:
             args.meetings, conditions, workdir, cut=True, with_speech=False, first_seed=args.first_seed
         )
         prototype = StreamingEngine.create()
-        totals = {c.name: Totals() for c in configurations}
+        errors: list[dict[str, int]] = []  # per meeting: cpWER errors under A and B
         print("| meeting | A errors | B errors | words |")
         print("|---|---|---|---|")
         for number, item in enumerate(items):
             order = configurations if number % 2 == 0 else configurations[::-1]
-            scores = {c.name: score(item, c, prototype) for c in order}
-            for name, meeting_score in scores.items():
-                totals[name].scores.append(meeting_score)
-            a, b = scores["A"].cpwer, scores["B"].cpwer
-            print(f"| {item.id} | {a.errors} | {b.errors} | {a.words} |", flush=True)
-    audio_seconds = sum(item.duration_s for item in items)
+            counted, words = {}, 0
+            for configuration in order:
+                before = configuration.tally.cpwer
+                score_item(item, transcribe_item(configuration.engine(prototype), item), configuration.tally)
+                counted[configuration.name] = configuration.tally.cpwer.errors - before.errors
+                words = configuration.tally.cpwer.words - before.words
+            errors.append(counted)
+            print(f"| {item.id} | {counted['A']} | {counted['B']} | {words} |", flush=True)
     print()
     print(f"A: {args.a} {args.a_transducer}")
     print(f"B: {args.b} {args.b_transducer}")
@@ -140,13 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| configuration | cpWER (errors) | ORC-WER | DER | speakers counted right | RTF |")
     print("|---|---|---|---|---|---|")
     for configuration in configurations:
-        print(totals[configuration.name].line(configuration.name, audio_seconds))
-    pairs = [(a.cpwer.errors, b.cpwer.errors) for a, b in zip(totals["A"].scores, totals["B"].scores, strict=True)]
-    better = sum(b < a for a, b in pairs)
-    worse = sum(b > a for a, b in pairs)
+        print(configuration.line())
+    better = sum(e["B"] < e["A"] for e in errors)
+    worse = sum(e["B"] > e["A"] for e in errors)
     print()
     print(
-        f"B against A, meeting by meeting: {better} better, {worse} worse, {len(pairs) - better - worse} the same; "
+        f"B against A, meeting by meeting: {better} better, {worse} worse, {len(errors) - better - worse} the same; "
         f"sign test p = {metrics.sign_test(better, worse):.2f}"
     )
     return 0
