@@ -130,7 +130,8 @@ class _EngineThread:
             return
         for event in events:
             self.journal.write(event)
-        self.heard.apply_all(events)
+        if self.source is not None:  # only a file gets the last pass
+            self.heard.apply_all(events)
         self.outbox.put(events)
 
     def _run(self) -> None:
