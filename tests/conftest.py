@@ -48,6 +48,16 @@ def run_engine(engine, audio, block_seconds: float = 1.0) -> list:
     return events + engine.finish()
 
 
+def run_file_engine(engine, audio, block_seconds: float = 1.0) -> list:
+    """``run_engine``, then the last pass a file gets (``transcribe_file`` runs both)."""
+    from transcriber.engine.speaker_pass import last_pass
+
+    events = run_engine(engine, audio, block_seconds)
+    block = int(block_seconds * 16000)
+    blocks = (audio[start : start + block] for start in range(0, len(audio), block))
+    return events + last_pass(engine, transcript_of(events), blocks)
+
+
 def transcript_of(events):
     from transcriber.transcript.builder import TranscriptBuilder
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import SHARED_DATA, needs_shared_data, run_engine, transcript_of
+from tests.conftest import SHARED_DATA, needs_shared_data, run_engine, run_file_engine, transcript_of
 from transcriber.engine.events import (
     CostSample,
     PartialText,
@@ -117,7 +117,7 @@ def test_second_pass_keeps_the_end_of_a_turn(engine_factory, utterance: str, end
 
     (path,) = [u.path for u in load_utterances() if u.id == utterance]
     audio, _ = sf.read(path, dtype="float32")
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     text = normalize_text(" ".join(turn.text for turn in transcript.sorted_turns()))
     assert text.endswith(normalize_text(ending)), text
 
@@ -254,7 +254,7 @@ def test_two_voices_in_one_turn_are_split_in_their_pause(engine_factory) -> None
 
     files = TransducerConfig.for_files()
     two = np.concatenate([quiet(0.5), piece(first, 0.3, 1.98), quiet(0.05), piece(second, 0.11, 1.48), quiet(0.5)])
-    events = run_engine(engine_factory(transducer=files), two)
+    events = run_file_engine(engine_factory(transducer=files), two)
     assert len([e for e in events if isinstance(e, TurnEnded)]) == 1, "the VAD heard one turn"
     turns = transcript_of(events).sorted_turns()
     from transcriber.evaluation.metrics import normalize_text
@@ -262,11 +262,11 @@ def test_two_voices_in_one_turn_are_split_in_their_pause(engine_factory) -> None
     texts = [normalize_text(t.text) for t in turns]
     assert len(turns) == 2 and texts[0].endswith("true") and texts[1].startswith("chapter"), texts
     assert turns[0].speaker != turns[1].speaker
-    unsplit = transcript_of(run_engine(engine_factory(transducer=files, pause_split=False), two))
+    unsplit = transcript_of(run_file_engine(engine_factory(transducer=files, pause_split=False), two))
     assert len(unsplit.turns) == 1, "without the pause split it stays one turn"
 
     one = np.concatenate([quiet(0.5), piece(second, 6.82, 14.19), quiet(0.5)])  # three sentences, two pauses
-    events = run_engine(engine_factory(transducer=files), one)
+    events = run_file_engine(engine_factory(transducer=files), one)
     assert not any(isinstance(e, TurnSplit) for e in events)
     assert len(transcript_of(events).speakers) == 1
 
@@ -286,7 +286,7 @@ def test_interjections_without_pauses_get_their_own_turns(engine_factory, tmp_pa
 
     aligner = WhisperForcedAligner(cache_dir=tmp_path)
     meeting = simulate_meeting(load_utterances(), n_speakers=4, condition="0S", seed=1005, aligner=aligner)
-    events = run_engine(engine_factory(transducer=TransducerConfig.for_files()), meeting.audio)
+    events = run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), meeting.audio)
     known = {e.turn_id for e in events if isinstance(e, TurnEnded)}
     for split in (e for e in events if isinstance(e, TurnSplit)):
         # a split divides a finished turn (or a piece of one) into a new turn
@@ -325,7 +325,7 @@ def test_a_late_change_of_speaker_moves_back_to_the_pause(engine_factory, tmp_pa
     meeting = simulate_meeting(load_utterances(), n_speakers=4, condition="0S", seed=1007, aligner=aligner)
     # through the file, as the benchmark has it: 16-bit samples change what Whisper hears
     audio = load_audio(meeting.save(tmp_path))
-    events = run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio)
+    events = run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio)
     assert any(isinstance(e, TurnBoundaryMoved) for e in events)
     turns = transcript_of(events).sorted_turns()
     words = [(w.text.strip(",.").lower(), turn.speaker) for turn in turns for w in turn.words]
@@ -356,7 +356,7 @@ def test_a_similar_voice_after_a_pause_is_a_speaker_of_its_own(engine_factory, t
     aligner = WhisperForcedAligner(cache_dir=tmp_path)
     meeting = simulate_meeting(load_utterances(), n_speakers=4, condition="0S", seed=1013, aligner=aligner)
     audio = load_audio(meeting.save(tmp_path))
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     assert len({turn.speaker for turn in transcript.turns if turn.words}) == 4
     errors = cpwer(meeting.to_seglst(), transcript_to_seglst(transcript, meeting.session_id))
     assert errors.rate < 0.10, errors  # 5.4 % here on 2026-11-27
@@ -377,7 +377,7 @@ def test_voices_that_alternate_within_one_turn_are_told_apart(engine_factory, tm
     aligner = WhisperForcedAligner(cache_dir=tmp_path)
     meeting = simulate_meeting(load_utterances(), n_speakers=3, condition="0S", seed=1016, aligner=aligner)
     audio = load_audio(meeting.save(tmp_path))
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     assert len({turn.speaker for turn in transcript.turns if turn.words}) == 3
     said = " ".join(turn.text for turn in transcript.turns).lower()
     assert "of the same salute which had" in said  # CAM++'s turns: "reputation"
@@ -408,7 +408,7 @@ def test_a_piece_of_an_utterance_is_not_a_speaker_of_its_own(engine_factory, tmp
     aligner = WhisperForcedAligner(cache_dir=tmp_path)
     meeting = simulate_meeting(load_utterances(), n_speakers=3, condition="0S", seed=seed, aligner=aligner)
     audio = load_audio(meeting.save(tmp_path))
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     assert len({turn.speaker for turn in transcript.turns if turn.words}) == 3
     owner = next(turn.speaker for turn in transcript.turns if piece in turn.text.lower())
     assert sum(turn.speaker == owner for turn in transcript.turns if turn.words) > 1
@@ -460,7 +460,7 @@ def test_quiet_stretches_of_a_meeting_are_not_given_to_a_speaker(engine_factory)
 
     folder = SHARED_DATA / "sessions/pyannote_ami_debug"
     audio, _ = sf.read(folder / "trn01.flac", dtype="float32")
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     result = der(read_rttm(folder / "trn01.rttm"), transcript_to_segments(transcript), read_uem(folder / "trn01.uem"))
     assert result.false_alarm < 8.0, result  # 3.6 s on 2026-11-29
     # no word is stretched over the quiet ("Yeah," ran from 5.5 to 17.3 s)
@@ -480,7 +480,7 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
 
     folder = SHARED_DATA / "sessions/pyannote_sample"
     audio, _ = sf.read(folder / "sample.flac", dtype="float32")
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     reference = [
         {"session_id": "sample", "speaker": s.speaker, "start_time": s.start, "end_time": s.end, "words": s.text}
         for s in read_stm(folder / "sample.stm")
@@ -506,7 +506,7 @@ def test_no_thank_you_on_a_quiet_meeting_room(engine_factory) -> None:
 
     folder = SHARED_DATA / "sessions/pyannote_ami_debug"
     audio, _ = sf.read(folder / "trn02.flac", dtype="float32")
-    transcript = transcript_of(run_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
+    transcript = transcript_of(run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio))
     spoken = [(s.start, s.end) for s in read_rttm(folder / "trn02.rttm")]
     assert len(spoken) == 1
     invented = [t for t in transcript.turns if not any(t.start < end and start < t.end for start, end in spoken)]

@@ -36,8 +36,9 @@ def test_sections_hold_one_speakers_turns_in_order_up_to_a_window() -> None:
 def test_a_sentence_cut_by_another_turn_is_heard_whole(engine_factory, tmp_path) -> None:
     """0L seed 1040: every piece of a sentence decoded where it was said lost words at
     its edges ("and although the hills" -> "and all the hills", "the round sparks of
-    dew" -> "the round is parks of the do"); decoded after the same speaker's turns
-    before it, most come back (16 -> 9 errors here)."""
+    dew" -> "the round is parks of the do"), even by the second pass over each
+    stretch of turns (live audio's); decoded after the same speaker's turns before
+    it, most come back (16 -> 9 errors here)."""
     from transcriber.api import transcribe_file
     from transcriber.audio.decode import iter_blocks
     from transcriber.engine.transducer import TransducerConfig
@@ -49,7 +50,8 @@ def test_a_sentence_cut_by_another_turn_is_heard_whole(engine_factory, tmp_path)
         load_utterances(), n_speakers=3, condition="0L", seed=1040, aligner=WhisperForcedAligner(cache_dir=tmp_path)
     )
     path = meeting.save(tmp_path)
-    engine = engine_factory(transducer=replace(TransducerConfig.for_files(), speaker_pass=False))
+    stretches = replace(TransducerConfig.for_files(), revise_turns=True, speaker_pass=False)
+    engine = engine_factory(transducer=stretches)
     before = transcribe_file(path, engine=engine)
     revisions, cost = revise_by_speaker(before, iter_blocks(path, 1.0), engine.second_pass)
     assert revisions and cost.encoder_seconds > 0
