@@ -473,7 +473,8 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
     """Fast telephone turn-taking: one 8 s turn came out as "Hello." from both passes
     (the prompt "Hey. Hello." made Whisper stop); such a turn is decoded again alone.
     Both passes may also jump over 3 s of it, leaving a 3 s "Hello.": such a word is
-    decoded again alone too."""
+    decoded again alone too. (A file's second pass is now its last pass, over each
+    speaker's turns: it keeps the long-word re-decode, not the one of a whole turn.)"""
     from transcriber.engine.transducer import TransducerConfig
     from transcriber.evaluation.data import read_stm
     from transcriber.evaluation.metrics import orc_wer, transcript_to_seglst
