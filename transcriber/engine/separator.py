@@ -32,7 +32,7 @@ at least one channel, in order.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -268,6 +268,11 @@ class SeparatingEngine:
     Same interface as StreamingEngine (feed, finish, time)."""
 
     def __init__(self, primary: StreamingEngine, detector: OverlapDetector, config: SeparatorConfig):
+        transducer = primary.config.transducer
+        if transducer.speaker_pass:
+            # a file's last pass is a plain engine's only (speaker_pass.last_pass): the
+            # channels give their stretches of turns the second pass instead
+            primary = primary.fresh(transducer=replace(transducer, revise_turns=True, speaker_pass=False))
         self.channels = [
             primary,
             StreamingEngine(
