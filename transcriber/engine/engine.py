@@ -24,9 +24,9 @@ One code path for live audio and files: blocks of 16 kHz mono float32 go to
   form a stretch (up to ``revision_section_seconds`` of audio), decoded whole
   once it is complete, so that a sentence cut by a pause or a speaker change
   keeps its context; its words go back to their turns by aligning them with
-  the streaming words (``share_among_turns``). A file skips this pass: its
-  last pass (speaker_pass.py) decodes each speaker's turns again once the
-  whole file is heard.
+  the streaming words (``share_among_turns``). A file skips this pass (unless
+  the separator runs it): its last pass (speaker_pass.py) decodes each
+  speaker's turns again once the whole file is heard.
 """
 
 from __future__ import annotations
