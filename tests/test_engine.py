@@ -123,6 +123,26 @@ def test_second_pass_keeps_the_end_of_a_turn(engine_factory, utterance: str, end
 
 
 @needs_shared_data
+def test_a_turn_the_streaming_pass_skipped_is_decoded_as_it_closes(engine_factory, monkeypatch) -> None:
+    """Files have no stretch pass: a turn none of whose streaming hypotheses passed the
+    guards (seen: a 6 s sentence left as "the", at probability 0.001) is decoded
+    whole as it closes, not discarded as noise before the last pass hears it."""
+    from transcriber.engine.transducer import StepCost, TransducerConfig, TurnTransducer
+    from transcriber.evaluation.metrics import wer
+
+    monkeypatch.setattr(TurnTransducer, "_hypothesis", lambda self: (None, StepCost()))
+    audio, _ = sf.read(SHARED_DATA / "utterances/jfk_whisper/jfk.flac", dtype="float32")
+    events = run_file_engine(engine_factory(transducer=TransducerConfig.for_files()), audio)
+    assert not [e for e in events if isinstance(e, WordsCommitted) and e.words]
+    assert not [e for e in events if isinstance(e, TurnDiscarded)]
+    text = " ".join(turn.text for turn in transcript_of(events).sorted_turns())
+    reference = (
+        "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
+    assert wer(reference, text).rate <= 0.05, text
+
+
+@needs_shared_data
 @pytest.mark.parametrize("cut_seconds", [3.3, 3.4])
 def test_second_pass_hears_past_a_cut_in_a_sentence(loaded_engine, cut_seconds: float) -> None:
     """A stretch cut from the speech after it (0S seed 1010: "A single moment served |

@@ -503,6 +503,8 @@ class StreamingEngine:
         self._charge_step(output.cost)
         events += self._word_events(turn, output.committed, [])
         turn.end = end
+        if not self.config.transducer.revise_turns:
+            events += self._decode_if_skipped(turn)
         shown = _around_words(_shown_span(turn), turn.transducer.committed, self.config.words_edge_seconds)
         events.append(TurnEnded(turn.turn_id, self.channel, turn.speaker or "S?", *shown))
         closed = _ClosedTurn(
@@ -604,6 +606,17 @@ class StreamingEngine:
             return []
         self.closed_turns.pop(turn.turn_id, None)
         return [TurnDiscarded(turn.turn_id, self.channel)]
+
+    def _decode_if_skipped(self, turn: _Turn) -> list[Event]:
+        """Without the stretch pass (files), a turn the streaming pass skipped gets
+        ``_unless_skipped`` as it closes: otherwise it would leave as noise, unheard by
+        the last pass (a 6 s sentence whose streaming decodes all failed their guards
+        left only "the", at probability 0.001)."""
+        words = _within(self._unless_skipped(turn, turn.transducer.committed), *_shown_span(turn))
+        if [w.text for w in words] == [w.text for w in turn.transducer.committed]:
+            return []
+        turn.transducer.committed = words
+        return [TurnRevised(turn.turn_id, self.channel, self._words(words), self.time)]
 
     def _unless_skipped(self, turn: _Turn, words: list[TimedWord]) -> list[TimedWord]:
         """A turn of several seconds with hardly a word in it (people say two or three
