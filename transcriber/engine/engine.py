@@ -146,9 +146,10 @@ class EngineConfig:
     # a file at least twice this long is cut in pauses into one piece per thread,
     # recognised at once, one thread each (pieces.py): two simulated meetings of 4.4
     # and 6.3 min (benchmark --long-meetings 2), 2 cores, RTF 0.260 -> 0.191, DER
-    # 4.0 / 4.3 -> 4.5 / 4.4 %. Shorter pieces cost accuracy: cut in two, 12
-    # simulated 0S meetings of 40 s went from cpWER 10.5 to 11.6 % (each piece
-    # learns its speakers afresh)
+    # 4.0 / 4.3 -> 4.5 / 4.4 %. Shorter pieces cost accuracy, as each piece learns its
+    # speakers afresh: 24 + 24 simulated 0S / 0L meetings of 35-104 s not tuned on, in
+    # two pieces from 30 s (15 here), errors 428 -> 440 (15 better, 19 worse), RTF
+    # 0.263 -> 0.198 (README, "What moved")
     min_piece_seconds: float = 60.0
     speakers: int | None = None  # a known number of speakers; None: found automatically
     # "campplus": CAM++ (campplus.py), with its cosines mapped onto GE2E's scale by

@@ -111,18 +111,19 @@ class TransducerConfig:
     @classmethod
     def for_files(cls) -> TransducerConfig:
         """A file has nobody waiting for its words: hypotheses come less often and words
-        settle longer before they are final. With the second pass, the streaming words
-        of a file mostly place words in turns and stand in where the second pass fails.
-        Measured (first 60 shared utterances; 6 + 6 benchmark meetings): step 1.5 s,
-        2.0 s and 3.0 s all give 111 errors / 1953 words; 0S/0L cpWER 23.9/11.4 %,
-        22.5/10.6 %, 23.7/11.5 %; so 2.0 s, at about 10 % less compute than 1.5 s.
+        settle longer before they are final. The last pass (``speaker_pass``) decodes
+        every turn again once the speakers are settled; the streaming words of a file
+        mostly place words in turns and stand in where that pass fails its guards.
 
-        The last pass (``speaker_pass``) decodes every turn again once the speakers are
-        settled, so the stretches are not decoded in between (``revise_turns``): 24 +
-        24 simulated 0S/0L meetings not tuned on (benchmarks/compare_configs.py, seeds
-        1024-1047), cpWER 6.69 -> 6.78 % (16 meetings better, 19 worse, sign test p =
-        0.74), speakers counted right 45 -> 47 of 48, RTF 0.264 -> 0.203."""
-        return cls(step_seconds=2.0, commit_margin_seconds=1.0, revise_turns=False, speaker_pass=True)
+        Measured on 24 + 24 simulated 0S/0L meetings not tuned on
+        (benchmarks/compare_configs.py, seeds 1024-1047):
+        - no second pass over stretches in between (``revise_turns``): cpWER 6.69 ->
+          6.78 % (16 meetings better, 19 worse, sign test p = 0.74), speakers counted
+          right 45 -> 47 of 48, RTF 0.264 -> 0.203;
+        - then a hypothesis every 3 s instead of 2 s: 428 -> 431 errors (8 better, 13
+          worse, p = 0.38), RTF 0.229 -> 0.209. (Before the last pass, on 6 + 6
+          meetings, steps of 1.5, 2 and 3 s had given the same accuracy.)"""
+        return cls(step_seconds=3.0, commit_margin_seconds=1.0, revise_turns=False, speaker_pass=True)
 
 
 @dataclass
