@@ -497,7 +497,7 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
     speaker's turns: it keeps the long-word re-decode, not the one of a whole turn.)"""
     from transcriber.engine.transducer import TransducerConfig
     from transcriber.evaluation.data import read_stm
-    from transcriber.evaluation.metrics import orc_wer, transcript_to_seglst
+    from transcriber.evaluation.metrics import normalize_text, orc_wer, transcript_to_seglst
 
     folder = SHARED_DATA / "sessions/pyannote_sample"
     audio, _ = sf.read(folder / "sample.flac", dtype="float32")
@@ -512,8 +512,9 @@ def test_pyannote_sample_words_with_the_file_configuration(engine_factory) -> No
     # rounding); with CAM++ 33.3 %: the same words, but its turns change speaker a
     # word early or late inside two sentences ("I didn't know you were | there.")
     assert errors.rate < 0.36, errors
-    text = " ".join(turn.text for turn in transcript.sorted_turns())
-    assert "didn't know you were there" in text, "the skipped stretch is back"
+    # case and punctuation aside: a turn may begin inside the sentence ("know | You were")
+    text = normalize_text(" ".join(turn.text for turn in transcript.sorted_turns()))
+    assert normalize_text("didn't know you were there") in text, "the skipped stretch is back"
 
 
 @needs_shared_data
