@@ -122,7 +122,9 @@ class TransducerConfig:
           right 45 -> 47 of 48, RTF 0.264 -> 0.203;
         - a hypothesis every 3 s instead of 2 s, not kept: 428 -> 431 errors (8
           better, 13 worse, p = 0.38), RTF 0.229 -> 0.209; the pyannote sample's
-          ORC-WER 23.0 -> 26.4 % ("Neither did I." became "I needed to die.")."""
+          ORC-WER 23.0 -> 26.4 % ("Neither did I." became "I needed to die.").
+        (Before the last pass, on 6 + 6 meetings and 60 utterances, steps of 1.5, 2 and
+        3 s gave the same accuracy; 2 s costs about 10 % less compute than 1.5 s.)"""
         return cls(step_seconds=2.0, commit_margin_seconds=1.0, revise_turns=False, speaker_pass=True)
 
 
