@@ -587,10 +587,7 @@ class StreamingEngine:
         shares = share_among_turns(revised, streamed, owners, spans)
         events: list[Event] = []
         for turn, words in zip(stretch.turns, shares, strict=True):
-            words = _within(self._unless_skipped(turn, words), *_shown_span(turn))
-            if [w.text for w in words] != [w.text for w in turn.transducer.committed]:
-                turn.transducer.committed = words
-                events.append(TurnRevised(turn.turn_id, self.channel, self._words(words), self.time))
+            events += self._replace_words(turn, _within(self._unless_skipped(turn, words), *_shown_span(turn)))
             if turn.turn_id in self.closed_turns:
                 self.closed_turns[turn.turn_id].words = list(turn.transducer.committed)
             said = self.speaker_text.setdefault(turn.speaker or "", [])
@@ -613,7 +610,11 @@ class StreamingEngine:
         ``_unless_skipped`` as it closes: otherwise it would leave as noise, unheard by
         the last pass (a 6 s sentence whose streaming decodes all failed their guards
         left only "the", at probability 0.001)."""
-        words = _within(self._unless_skipped(turn, turn.transducer.committed), *_shown_span(turn))
+        words = self._unless_skipped(turn, turn.transducer.committed)
+        return self._replace_words(turn, _within(words, *_shown_span(turn)))
+
+    def _replace_words(self, turn: _Turn, words: list[TimedWord]) -> list[Event]:
+        """``words`` become the turn's own; a ``TurnRevised`` where their text differs."""
         if [w.text for w in words] == [w.text for w in turn.transducer.committed]:
             return []
         turn.transducer.committed = words
